@@ -1,0 +1,1 @@
+"""actlab experiments: models, data, the shared trainer and the Hydra entry point."""

@@ -1,0 +1,1 @@
+"""Reading run directories and turning them into paper-style figures and tables."""
