@@ -23,7 +23,7 @@ class Activation(nn.Module):
         self.channel_dim = channel_dim
 
     def out_channels(self, in_channels: int) -> int:
-        """Channels after this unit for ``in_channels`` before it (CReLU doubles, Maxout divides)."""
+        """Channels out for ``in_channels`` in (CReLU doubles them, Maxout divides them)."""
         return in_channels
 
     @property

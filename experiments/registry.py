@@ -30,7 +30,8 @@ class Registry(Generic[F]):
 
     def get(self, name: str) -> Callable[..., Any]:
         if name not in self._table:
-            raise ValueError(f"unknown {self.kind} {name!r}; choose from: {', '.join(self.names())}")
+            choices = ", ".join(self.names())
+            raise ValueError(f"unknown {self.kind} {name!r}; choose from: {choices}")
         return self._table[name]
 
     def options(self, name: str, fixed: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import zlib
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 #: fixed colours for the units the studies compare; others get a stable hashed colour.
 ACTIVATION_COLORS: dict[str, str] = {
