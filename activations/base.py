@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -39,6 +41,36 @@ class Activation(nn.Module):
         """Slope just left of zero at initialisation (MPELU's alpha*beta), for Taylor init."""
         return self.he_slope
 
+    def channel_values(self, value: float, channelwise: bool) -> torch.Tensor:
+        """Initial values of a per-channel parameter: (num_channels,) filled, or (1,) shared.
+
+        A channelwise parameter cannot be sized without the channel count, so its absence is
+        an error here rather than a broadcasting surprise at the first forward.
+        """
+        if not channelwise:
+            return torch.full((1,), float(value))
+        if self.num_channels is None or self.num_channels < 1:
+            raise ValueError(
+                f"{type(self).__name__} with channelwise=True needs num_channels >= 1 "
+                f"(got {self.num_channels!r}); pass num_channels=C or channelwise=False"
+            )
+        return torch.full((self.num_channels,), float(value))
+
+    def channels_in(self, x: torch.Tensor, param: torch.Tensor | None = None) -> int:
+        """Channel count of ``x`` at ``channel_dim``, checked against a per-channel ``param``."""
+        if x.dim() < (2 if self.channel_dim == 1 else 1):
+            raise ValueError(
+                f"{type(self).__name__} expects channels at dim {self.channel_dim}, "
+                f"got a tensor of shape {tuple(x.shape)}"
+            )
+        channels = x.shape[self.channel_dim]
+        if param is not None and param.numel() != 1 and param.numel() != channels:
+            raise ValueError(
+                f"{type(self).__name__} has {param.numel()} per-channel parameters but the input "
+                f"has {channels} channels at dim {self.channel_dim} (shape {tuple(x.shape)})"
+            )
+        return channels
+
     def per_channel(self, param: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """View a (C,) or (1,) parameter so it broadcasts against ``x`` along ``channel_dim``."""
         if param.numel() == 1 or self.channel_dim == -1 or x.dim() <= 2:
@@ -47,3 +79,12 @@ class Activation(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_channels={self.num_channels}, channel_dim={self.channel_dim}"
+
+
+class Pointwise(Activation):
+    """A parameter-free unit applied entry by entry: layout and channels do not matter to it."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)

@@ -1,0 +1,259 @@
+"""Fast paths for the three units that are slow when written naively: RReLU, MPELU and TLU.
+
+Written with torch.where/exp/tanh and left to autograd, each costs 5-8x ReLU's forward+backward
+on CPU and keeps several input-sized tensors alive for backward. Here each is an
+``autograd.Function`` that saves one input-sized tensor (the input; for RReLU the per-element
+slope) plus its parameters, computes gradients analytically, and runs its elementwise work as
+a few pure :class:`~activations.backend.Kernel` functions that ``torch.compile`` fuses into one
+loop each (see ``activations.backend`` for the switch).
+
+Choices the measurements forced (shared/references/cpu-performance-notes.md and our bench):
+- Nothing boolean is saved: compiled kernels that stored an ``x <= 0`` mask ran ~20x slower.
+- Exponentials are taken of ``min(x, 0)`` only, so ``exp`` cannot overflow to inf and turn a
+  positive input's gradient into NaN.
+- TLU's tanh is computed from ``exp`` (tanh(m) = 1 - 2/(exp(2m)+1) for m <= 0): the compiled
+  SLEEF tanh took twice as long as exp.
+- Each kernel uses every intermediate once and the parameter gradients are separate reduction
+  kernels: Inductor writes a reused intermediate (e.g. exp(beta*m) shared by two sums) to a
+  fresh input-sized buffer, which cost more than recomputing it.
+
+Per-channel layout: every kernel sees a 3-d view (A, C, B) with the channels in the middle and
+the parameters as (C, 1). Channel-first maps (N, C, H, W) give (N, C, H*W); channels-last data,
+whether a (T, N, C) sequence (``channel_dim=-1``), an (N, C) linear output, or a conv map in
+``channels_last`` memory format, gives (rows, C, 1). Parameter gradients are then always sums
+over dims 0 and 2, i.e. over every non-channel dimension, in float32 or wider.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from activations.backend import kernel
+
+# ----------------------------------------------------------------------------------------------
+# Layout
+
+
+class ChannelView:
+    """The (A, C, B) view of a tensor with its channels at ``channel_dim``, and the way back."""
+
+    def __init__(self, x: torch.Tensor, channel_dim: int) -> None:
+        self.shape = x.shape
+        self.dim = channel_dim if channel_dim >= 0 else x.dim() + channel_dim
+        self.channels = x.shape[self.dim]
+        moved = x.movedim(self.dim, -1)
+        # channels last in memory: the channel is the fastest-moving index, so (rows, C, 1)
+        self.last = self.dim == x.dim() - 1 or moved.is_contiguous()
+        self.moved_shape = moved.shape
+
+    def to3d(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` (shaped like the input) as (A, C, B); a copy only if its strides disagree."""
+        if self.last:
+            return t.movedim(self.dim, -1).reshape(-1, self.channels, 1)
+        return t.reshape(t.shape[0], self.channels, -1)  # channel-first: dim is 1 here
+
+    def back(self, t3: torch.Tensor) -> torch.Tensor:
+        """Undo :meth:`to3d` on a kernel output."""
+        if self.last:
+            return t3.view(self.moved_shape).movedim(-1, self.dim)
+        return t3.view(self.shape)
+
+    def param(self, p: torch.Tensor) -> torch.Tensor:
+        """A (C,) or shared (1,) parameter as a contiguous (C, 1) column."""
+        return p.detach().expand(self.channels).contiguous().view(self.channels, 1)
+
+    @staticmethod
+    def grad_of(p: torch.Tensor, per_channel_sum: torch.Tensor) -> torch.Tensor:
+        """A parameter's gradient from the per-channel sums (summed again if it is shared)."""
+        g = per_channel_sum.sum().reshape(1) if p.numel() == 1 else per_channel_sum
+        return g.to(p.dtype)
+
+
+def _wide(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+    """``x`` in the dtype the arithmetic runs in: at least the parameters' (bf16 x, fp32 alpha)."""
+    dtype = x.dtype
+    for p in params:
+        dtype = torch.promote_types(dtype, p.dtype)
+    return x.to(dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels: pure functions of (A, C, B) tensors and (C, 1) parameters.
+
+
+@kernel
+def _mpelu_forward(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    xw = _wide(x, alpha, beta)
+    neg = alpha * (torch.exp(beta * xw.clamp(max=0)) - 1)
+    return torch.where(xw > 0, xw, neg).to(x.dtype)
+
+
+@kernel
+def _mpelu_grad_input(
+    g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
+) -> torch.Tensor:
+    gw, xw = _wide(g, alpha, beta), _wide(x, alpha, beta)
+    return torch.where(xw > 0, gw, gw * (alpha * beta) * torch.exp(beta * xw.clamp(max=0))).to(
+        g.dtype
+    )
+
+
+@kernel
+def _mpelu_grad_alpha(g: torch.Tensor, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    gw, xw = _wide(g, beta), _wide(x, beta)
+    return (gw * (torch.exp(beta * xw.clamp(max=0)) - 1)).sum(dim=(0, 2))
+
+
+@kernel
+def _mpelu_grad_beta(
+    g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
+) -> torch.Tensor:
+    gw, m = _wide(g, alpha, beta), _wide(x, alpha, beta).clamp(max=0)
+    return (gw * alpha * m * torch.exp(beta * m)).sum(dim=(0, 2))
+
+
+def _one_minus_tanh(m: torch.Tensor) -> torch.Tensor:
+    """2/(exp(2m)+1) = 1 - tanh(m), overflow-free for m <= 0."""
+    return 2 / (torch.exp(2 * m) + 1)
+
+
+@kernel
+def _tlu_forward(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    xw = _wide(x, alpha)
+    return torch.where(xw >= 0, xw, alpha * (1 - _one_minus_tanh(xw.clamp(max=0)))).to(x.dtype)
+
+
+@kernel
+def _tlu_grad_input(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    gw, xw = _wide(g, alpha), _wide(x, alpha)
+    u = _one_minus_tanh(xw.clamp(max=0))  # 1 - tanh^2 = u (2 - u)
+    return torch.where(xw >= 0, gw, gw * alpha * (u * (2 - u))).to(g.dtype)
+
+
+@kernel
+def _tlu_grad_alpha(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    gw, xw = _wide(g, alpha), _wide(x, alpha)
+    return (gw * (1 - _one_minus_tanh(xw.clamp(max=0)))).sum(dim=(0, 2))
+
+
+@kernel
+def _rrelu_forward(
+    x: torch.Tensor, bits: torch.Tensor, lower: float, upper: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    a = lower + (upper - lower) * uniform_from_bits(bits, x.dtype)
+    slope = torch.where(x >= 0, 1.0, 1 / a).to(x.dtype)
+    return x * slope, slope
+
+
+# ----------------------------------------------------------------------------------------------
+# RReLU's random draws (shared with its reference twin, so both see the same a for one seed)
+
+#: bits of resolution per uniform draw: a takes 2**15 equally spaced values in (lower, upper).
+UNIFORM_BITS = 15
+
+
+def random_bits(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random 16-bit words shaped like ``x`` (the low 15 bits are used).
+
+    Two draws come from each 31-bit word of the generator: on this CPU this is 3-4x cheaper
+    than ``torch.rand``, whose single-threaded float draws alone cost more than ReLU's whole
+    forward and backward.
+    """
+    n = x.numel()
+    words = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device)
+    return words.random_(generator=generator).view(torch.int16)[:n].view(x.shape)
+
+
+def uniform_from_bits(bits: torch.Tensor, like: torch.dtype) -> torch.Tensor:
+    """U(0, 1) from 15 random bits, at cell midpoints (k + 1/2) / 2**15, so its mean is 1/2."""
+    dtype = torch.promote_types(like, torch.float32)
+    return ((bits & (2**UNIFORM_BITS - 1)).to(dtype) + 0.5) * 2.0**-UNIFORM_BITS
+
+
+# ----------------------------------------------------------------------------------------------
+# autograd Functions
+
+
+class _MPELU(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, cdim: int
+    ) -> torch.Tensor:
+        view = ChannelView(x, cdim)
+        ctx.save_for_backward(x, alpha, beta)
+        ctx.cdim = cdim
+        with torch.autocast(x.device.type, enabled=False):
+            return view.back(_mpelu_forward(view.to3d(x), view.param(alpha), view.param(beta)))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, alpha, beta = ctx.saved_tensors
+        view = ChannelView(x, ctx.cdim)
+        g3, x3, a, b = view.to3d(g), view.to3d(x), view.param(alpha), view.param(beta)
+        gx = ga = gb = None
+        with torch.autocast(x.device.type, enabled=False):
+            if ctx.needs_input_grad[0]:
+                gx = view.back(_mpelu_grad_input(g3, x3, a, b))
+            if ctx.needs_input_grad[1]:
+                ga = view.grad_of(alpha, _mpelu_grad_alpha(g3, x3, b))
+            if ctx.needs_input_grad[2]:
+                gb = view.grad_of(beta, _mpelu_grad_beta(g3, x3, a, b))
+        return gx, ga, gb, None
+
+
+class _TLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor, alpha: torch.Tensor, cdim: int) -> torch.Tensor:
+        view = ChannelView(x, cdim)
+        ctx.save_for_backward(x, alpha)
+        ctx.cdim = cdim
+        with torch.autocast(x.device.type, enabled=False):
+            return view.back(_tlu_forward(view.to3d(x), view.param(alpha)))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, alpha = ctx.saved_tensors
+        view = ChannelView(x, ctx.cdim)
+        g3, x3, a = view.to3d(g), view.to3d(x), view.param(alpha)
+        gx = ga = None
+        with torch.autocast(x.device.type, enabled=False):
+            if ctx.needs_input_grad[0]:
+                gx = view.back(_tlu_grad_input(g3, x3, a))
+            if ctx.needs_input_grad[1]:
+                ga = view.grad_of(alpha, _tlu_grad_alpha(g3, x3, a))
+        return gx, ga, None
+
+
+class _RReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, x: torch.Tensor, bits: torch.Tensor, lower: float, upper: float
+    ) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            y, slope = _rrelu_forward(x, bits, lower, upper)
+        ctx.save_for_backward(slope)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (slope,) = ctx.saved_tensors
+        return g * slope, None, None, None
+
+
+def mpelu(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """MPELU fast path; ``alpha``/``beta`` are (C,) or shared (1,)."""
+    return _MPELU.apply(x, alpha, beta, channel_dim)
+
+
+def tlu(x: torch.Tensor, alpha: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """TLU fast path; ``alpha`` is (C,) or shared (1,), learnable or a buffer."""
+    return _TLU.apply(x, alpha, channel_dim)
+
+
+def rrelu_train(x: torch.Tensor, bits: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
+    """RReLU training fast path with the draws in ``bits`` (from :func:`random_bits`)."""
+    return _RReLU.apply(x, bits, lower, upper)

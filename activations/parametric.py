@@ -1,0 +1,144 @@
+"""Units with per-channel parameters: PReLU, MPELU and TLU.
+
+A parameter is one value per channel (``channelwise=True``, needs ``num_channels``) or one
+shared value. It broadcasts along ``channel_dim``: 1 for conv maps (N, C, H, W) and linear
+outputs (N, C), -1 for channels-last data such as a GRU's (T, N, H) hidden sequence. Learnable
+ones are ``nn.Parameter`` s of the module, so ``activations.activation_parameters(model)``
+finds them for their own learning rate and weight decay.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from activations import fused
+from activations.backend import get_backend
+from activations.base import Activation
+from activations.registry import register
+
+
+@register("prelu")
+class PReLU(Activation):
+    """x for x >= 0, a_c * x otherwise, a learned (He et al. 2015: init 0.25, channel-wise).
+
+    Runs on torch's fused ``F.prelu``; ``weight`` holds a_c, shape (C,) or shared (1,).
+    """
+
+    def __init__(
+        self,
+        num_channels: int | None = None,
+        channel_dim: int = 1,
+        init: float = 0.25,
+        channelwise: bool = True,
+    ) -> None:
+        super().__init__(num_channels, channel_dim)
+        self.init = float(init)
+        self.weight = nn.Parameter(self.channel_values(init, channelwise))
+
+    @property
+    def he_slope(self) -> float:
+        return self.init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.channels_in(x, self.weight)
+        w = self.weight.to(x.dtype)
+        if self.channel_dim == 1 or x.dim() <= 2:
+            return F.prelu(x, w)
+        return F.prelu(x.movedim(-1, 1), w).movedim(1, -1)
+
+    def extra_repr(self) -> str:
+        return f"init={self.init}, channels={self.weight.numel()}, {super().extra_repr()}"
+
+
+@register("mpelu")
+class MPELU(Activation):
+    """x for x > 0, alpha_c (exp(beta_c x) - 1) otherwise, alpha and beta learned (Li et al.).
+
+    alpha = 0 gives ReLU, alpha = beta = 1 gives ELU; small beta is PReLU-like with slope
+    alpha*beta near 0. Defaults are the authors' PyTorch code's (alpha 0.25, beta 1, per
+    channel). The fast path is ``fused.mpelu``; ``reference`` is its plain-autograd twin.
+    """
+
+    def __init__(
+        self,
+        num_channels: int | None = None,
+        channel_dim: int = 1,
+        alpha: float = 0.25,
+        beta: float = 1.0,
+        channelwise: bool = True,
+    ) -> None:
+        super().__init__(num_channels, channel_dim)
+        self.alpha_init, self.beta_init = float(alpha), float(beta)
+        self.alpha = nn.Parameter(self.channel_values(alpha, channelwise))
+        self.beta = nn.Parameter(self.channel_values(beta, channelwise))
+
+    @property
+    def taylor_slope(self) -> float:
+        return self.alpha_init * self.beta_init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.channels_in(x, self.alpha)
+        if get_backend() == "reference":
+            return self.reference(x)
+        return fused.mpelu(x, self.alpha, self.beta, self.channel_dim)
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain-autograd twin (exp taken of min(x, 0), as the authors' code does)."""
+        a, b = self.per_channel(self.alpha, x), self.per_channel(self.beta, x)
+        return torch.where(x > 0, x, a * (torch.exp(b * x.clamp(max=0)) - 1)).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"alpha={self.alpha_init}, beta={self.beta_init}, channels={self.alpha.numel()}, "
+            f"{super().extra_repr()}"
+        )
+
+
+@register("tlu")
+class TLU(Activation):
+    """x for x >= 0, alpha * tanh(x) otherwise (Jiang & Wang 2018, formula as the brief gives it).
+
+    Bounded below by -alpha like ELU but through tanh. ``learnable=False`` keeps alpha a fixed
+    buffer (``channelwise`` is then moot: one value); ``learnable=True`` makes it a parameter,
+    one per channel unless ``channelwise=False``. The fast path is ``fused.tlu``;
+    ``reference`` is its plain-autograd twin.
+    """
+
+    def __init__(
+        self,
+        num_channels: int | None = None,
+        channel_dim: int = 1,
+        alpha: float = 1.0,
+        learnable: bool = False,
+        channelwise: bool = True,
+    ) -> None:
+        super().__init__(num_channels, channel_dim)
+        self.alpha_init = float(alpha)
+        self.learnable = bool(learnable)
+        self.alpha: torch.Tensor
+        if self.learnable:
+            self.alpha = nn.Parameter(self.channel_values(alpha, channelwise))
+        else:
+            self.register_buffer("alpha", self.channel_values(alpha, channelwise=False))
+
+    @property
+    def taylor_slope(self) -> float:
+        return self.alpha_init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.channels_in(x, self.alpha)
+        if get_backend() == "reference":
+            return self.reference(x)
+        return fused.tlu(x, self.alpha, self.channel_dim)
+
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain-autograd twin."""
+        return torch.where(x >= 0, x, self.per_channel(self.alpha, x) * torch.tanh(x)).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"alpha={self.alpha_init}, learnable={self.learnable}, "
+            f"channels={self.alpha.numel()}, {super().extra_repr()}"
+        )

@@ -1,0 +1,137 @@
+"""Rectifiers: ReLU, leaky (fixed slope), bounded (ReLU-n / ReLU6) and randomized (RReLU)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from activations import fused
+from activations.backend import get_backend
+from activations.base import Activation, Pointwise
+from activations.registry import register
+
+
+@register("relu")
+class ReLU(Pointwise):
+    """max(x, 0) (Nair & Hinton 2010); He init's reference unit (he_slope 0)."""
+
+    fn = staticmethod(F.relu)
+
+
+@register("lrelu")
+class LeakyReLU(Activation):
+    """x for x >= 0, slope * x otherwise (Maas et al. 2013).
+
+    Xu et al. 2015 write the negative side as x / a: their "a = 100" is slope 0.01 and
+    "a = 5.5" is slope 1/5.5.
+    """
+
+    def __init__(
+        self, num_channels: int | None = None, channel_dim: int = 1, slope: float = 0.01
+    ) -> None:
+        super().__init__(num_channels, channel_dim)
+        self.slope = float(slope)
+
+    @property
+    def he_slope(self) -> float:
+        return self.slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, self.slope)
+
+    def extra_repr(self) -> str:
+        return f"slope={self.slope}, {super().extra_repr()}"
+
+
+@register("brelu")
+class BoundedReLU(Activation):
+    """min(max(x, 0), n): ReLU-n (Krizhevsky 2010), bounded so activations cannot blow up."""
+
+    def __init__(
+        self, num_channels: int | None = None, channel_dim: int = 1, n: float = 6.0
+    ) -> None:
+        super().__init__(num_channels, channel_dim)
+        if not float(n) > 0:
+            raise ValueError(f"brelu needs a positive bound n, got n={n!r}")
+        self.n = float(n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.hardtanh(x, 0.0, self.n)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, {super().extra_repr()}"
+
+
+@register("relu6")
+class ReLU6(BoundedReLU):
+    """ReLU-n with n = 6, Krizhevsky 2010's choice (torch.nn.ReLU6)."""
+
+    def __init__(self, num_channels: int | None = None, channel_dim: int = 1) -> None:
+        super().__init__(num_channels, channel_dim, n=6.0)
+
+
+@register("rrelu")
+class RReLU(Activation):
+    """Randomized leaky ReLU as Xu et al. 2015 define it (cxxnet's "insanity" layer).
+
+    Training: y = x for x >= 0 and y = x / a for x < 0, with a ~ U(lower, upper) drawn afresh
+    for every element on every forward. Evaluation: y = x * 2 / (lower + upper) for x < 0,
+    i.e. a fixed at its mean (lower + upper) / 2 (slope 1/5.5 at the defaults 3, 8).
+
+    This is not ``torch.nn.RReLU``: that samples the *slope* uniformly in [lower, upper] and
+    tests at the mean slope, a different distribution and a different test slope.
+
+    Draws: a = lower + (upper - lower) * (k + 1/2) / 2**15 with k uniform on {0, ..., 2**15-1},
+    i.e. U(lower, upper) at 15-bit resolution (see ``fused.random_bits`` for why). They come
+    from ``self.generator`` when it is set, else from torch's default generator of the input's
+    device. For reproducible draws set a seeded generator on the module's device::
+
+        unit.generator = torch.Generator().manual_seed(0)    # CPU inputs
+        unit.generator = torch.Generator("cuda").manual_seed(0)  # CUDA inputs
+
+    Every backend draws the same a from the same generator state.
+    """
+
+    def __init__(
+        self,
+        num_channels: int | None = None,
+        channel_dim: int = 1,
+        lower: float = 3.0,
+        upper: float = 8.0,
+    ) -> None:
+        super().__init__(num_channels, channel_dim)
+        if not 0 < float(lower) <= float(upper):
+            raise ValueError(f"rrelu needs 0 < lower <= upper, got lower={lower!r}, upper={upper!r}")
+        self.lower = float(lower)
+        self.upper = float(upper)
+        self.generator: torch.Generator | None = None
+
+    @property
+    def test_slope(self) -> float:
+        """The evaluation-mode slope 2 / (lower + upper)."""
+        return 2.0 / (self.lower + self.upper)
+
+    @property
+    def he_slope(self) -> float:
+        return self.test_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reference = get_backend() == "reference"
+        if not self.training:
+            return self.reference_eval(x) if reference else F.leaky_relu(x, self.test_slope)
+        bits = fused.random_bits(x, self.generator)
+        if reference:
+            return self.reference_train(x, bits)
+        return fused.rrelu_train(x, bits, self.lower, self.upper)
+
+    def reference_train(self, x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+        """Plain-autograd twin of the training forward, with the draws in ``bits``."""
+        a = self.lower + (self.upper - self.lower) * fused.uniform_from_bits(bits, x.dtype)
+        return torch.where(x >= 0, x, x / a).to(x.dtype)
+
+    def reference_eval(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain-autograd twin of the evaluation forward."""
+        return torch.where(x >= 0, x, x * self.test_slope)
+
+    def extra_repr(self) -> str:
+        return f"lower={self.lower}, upper={self.upper}, {super().extra_repr()}"

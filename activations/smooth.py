@@ -1,0 +1,90 @@
+"""Parameter-free smooth units and ELU: thin wrappers over torch's own fused kernels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from activations.base import Activation, Pointwise
+from activations.registry import register
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+@register("identity")
+class Identity(Pointwise):
+    """f(x) = x: the linear baseline (a deep net of it is one linear map)."""
+
+    fn = staticmethod(_identity)
+
+
+@register("sigmoid")
+class Sigmoid(Pointwise):
+    """1 / (1 + exp(-x)): saturates on both sides, mean 1/2 (the RNN gate nonlinearity)."""
+
+    fn = staticmethod(torch.sigmoid)
+
+
+@register("tanh")
+class Tanh(Pointwise):
+    """tanh(x): zero-centred sigmoid, the usual RNN candidate nonlinearity."""
+
+    fn = staticmethod(torch.tanh)
+
+
+@register("selu")
+class SELU(Pointwise):
+    """lambda * (x if x > 0 else alpha (e^x - 1)), Klambauer et al. 2017's self-normalising constants."""
+
+    fn = staticmethod(F.selu)
+
+
+@register("gelu")
+class GELU(Pointwise):
+    """x * Phi(x) with the exact normal CDF (not the tanh approximation)."""
+
+    fn = staticmethod(F.gelu)
+
+
+@register("silu")
+class SiLU(Pointwise):
+    """x * sigmoid(x) (SiLU / Swish-1)."""
+
+    fn = staticmethod(F.silu)
+
+
+@register("mish")
+class Mish(Pointwise):
+    """x * tanh(softplus(x)) (Misra 2019)."""
+
+    fn = staticmethod(F.mish)
+
+
+@register("softplus")
+class Softplus(Pointwise):
+    """log(1 + e^x), the smooth ReLU (torch's default beta 1; linear above x = 20)."""
+
+    fn = staticmethod(F.softplus)
+
+
+@register("elu")
+class ELU(Activation):
+    """x for x > 0, alpha (e^x - 1) otherwise (Clevert et al. 2016; alpha = 1 in their runs)."""
+
+    def __init__(
+        self, num_channels: int | None = None, channel_dim: int = 1, alpha: float = 1.0
+    ) -> None:
+        super().__init__(num_channels, channel_dim)
+        self.alpha = float(alpha)
+
+    @property
+    def taylor_slope(self) -> float:
+        return self.alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, {super().extra_repr()}"

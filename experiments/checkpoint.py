@@ -1,0 +1,72 @@
+"""checkpoints/last.pt: everything a run needs to continue as if it had never stopped.
+
+Batches are a pure function of (seed, step), so besides model and optimizer the checkpoint holds
+the step, the task's own state and every random generator that dropout or random units draw
+from (torch CPU and CUDA, Python, NumPy). It is written atomically (temp + fsync + rename), so a
+run killed mid-save keeps its previous checkpoint, and read with ``weights_only=True``, so
+loading one never runs pickled code: every value in it is a tensor, number, string or container.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from experiments.rundir import atomic_write
+
+
+def rng_state() -> dict[str, Any]:
+    """Every global random generator's state, as plain tensors and numbers."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": npy["bit_generator"],
+            "state": {"key": npy["key"].numpy().astype(np.uint32), "pos": npy["pos"]},
+            "has_gauss": npy["has_gauss"],
+            "gauss": npy["gauss"],
+        }
+    )
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Serialise in memory first, then write atomically: the old checkpoint survives a kill."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def load(path: Path, device: torch.device) -> dict[str, Any]:
+    """Tensors come back on ``device``; RNG states are moved back to the CPU where they live."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    rng = state["rng"]
+    rng["torch"] = rng["torch"].cpu()
+    rng["cuda"] = [s.cpu() for s in rng["cuda"]]
+    rng["numpy"]["key"] = rng["numpy"]["key"].cpu()
+    return state

@@ -1,0 +1,401 @@
+"""Config schemas and the checks that run before any work.
+
+Hydra composes the config; this module makes its mistakes cheap. Typed dataclass schemas,
+registered in Hydra's ConfigStore under ``schema/`` and pulled in by each group YAML's defaults
+list, reject misspelt keys and wrong types while Hydra composes. ``validate`` then checks ranges
+and the name-dependent groups (activation, model, dataset, init) against their builders'
+signatures, before a dataset is loaded or a file written. ``describe_error`` turns Hydra's
+multi-line composition errors into one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config value or key that cannot work; its message is one line naming it."""
+
+
+def _range(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> dict[str, Any]:
+    """Dataclass field metadata: the value (when not None) must lie in this interval."""
+    return {"range": (low, high, low_open, high_open)}
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
+
+def _positive() -> dict[str, Any]:
+    return _range(0, low_open=True)
+
+
+def _at_least_one() -> dict[str, Any]:
+    return _range(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas (defaults live in the YAMLs; these say what keys exist, their types and ranges)
+
+
+@dataclass
+class TrainerConfig:
+    """How long to train, how often to log / evaluate / checkpoint, and where."""
+
+    max_steps: int | None = field(default=None, metadata=_at_least_one())
+    max_epochs: float | None = field(default=None, metadata=_positive())
+    max_time_s: float | None = field(default=None, metadata=_positive())
+    log_every: int = field(default=50, metadata=_at_least_one())
+    eval_every: int | None = field(default=None, metadata=_at_least_one())
+    checkpoint_every: int | None = field(default=None, metadata=_at_least_one())
+    resume: bool = True
+    device: str = "auto"
+    precision: str = field(default="fp32", metadata=_choices("fp32", "bf16"))
+    deterministic: bool = False
+    threads: int | None = field(default=None, metadata=_at_least_one())
+    channels_last: bool = True
+    grad_clip_norm: float | None = field(default=None, metadata=_positive())
+    grad_clip_value: float | None = field(default=None, metadata=_positive())
+    log_grad_norm: bool = True
+    divergence_factor: float | None = field(default=None, metadata=_range(1, low_open=True))
+
+
+@dataclass
+class PathsConfig:
+    results_dir: str = "results"
+    data_dir: str = "data"
+
+
+@dataclass
+class OptimizerConfig:
+    """Keys every optimizer has: the parameter-group policy and the base rate."""
+
+    name: str = MISSING
+    lr: float = field(default=MISSING, metadata=_positive())
+    weight_decay: float = field(default=0.0, metadata=_range(0))
+    act_lr_mult: float = field(default=1.0, metadata=_range(0))
+    act_weight_decay_mult: float = field(default=1.0, metadata=_range(0))
+    bias_weight_decay: bool = True
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = field(default=0.0, metadata=_range(0, 1, high_open=True))
+    nesterov: bool = False
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = field(default=1e-8, metadata=_positive())
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    alpha: float = field(default=0.99, metadata=_range(0, 1, low_open=True, high_open=True))
+    eps: float = field(default=1e-8, metadata=_positive())
+    momentum: float = field(default=0.0, metadata=_range(0, 1, high_open=True))
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = MISSING
+
+
+@dataclass
+class ConstantSchedule(ScheduleConfig):
+    pass
+
+
+@dataclass
+class MultiStepSchedule(ScheduleConfig):
+    milestones: list[float] = field(default_factory=list)
+    gamma: float = field(default=0.1, metadata=_positive())
+    unit: str = field(default="steps", metadata=_choices("steps", "epochs"))
+
+
+@dataclass
+class CosineSchedule(ScheduleConfig):
+    final_lr_mult: float = field(default=0.0, metadata=_range(0, 1))
+
+
+@dataclass
+class ExponentialSchedule(ScheduleConfig):
+    gamma: float = field(default=0.97, metadata=_positive())
+    unit: str = field(default="epochs", metadata=_choices("steps", "epochs"))
+    start: int = field(default=1, metadata=_at_least_one())
+
+
+SCHEMAS: dict[str, type] = {
+    "trainer": TrainerConfig,
+    "paths": PathsConfig,
+    "optimizer/sgd": SGDConfig,
+    "optimizer/adam": AdamConfig,
+    "optimizer/rmsprop": RMSpropConfig,
+    "schedule/constant": ConstantSchedule,
+    "schedule/multistep": MultiStepSchedule,
+    "schedule/cosine": CosineSchedule,
+    "schedule/exponential": ExponentialSchedule,
+}
+
+
+def register_schemas() -> None:
+    """Store every schema as ``schema/<group>[/<name>]`` (YAMLs include them ``@_here_``)."""
+    store = ConfigStore.instance()
+    for path, node in SCHEMAS.items():
+        group, _, name = path.rpartition("/")
+        store.store(group=f"schema/{group}".rstrip("/"), name=name, node=node)
+
+
+register_schemas()
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def validate(cfg: DictConfig) -> None:
+    """Everything checkable without loading data: raise ConfigError (one line) on the first fault."""
+    _check_top_level(cfg)
+    for group in ("trainer", "paths", "optimizer", "schedule"):
+        _check_schema_node(cfg[group], group)
+    _check_trainer(cfg.trainer)
+    for group, parameters_of in _named_groups().items():
+        _check_named_group(cfg[group], group, parameters_of)
+
+
+def _check_top_level(cfg: DictConfig) -> None:
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r} is not allowed; use an integer >= 0")
+    for key in ("experiment_name", "run_name"):
+        value = cfg.get(key)
+        if not isinstance(value, str) or value in ("", ".", "..") or "/" in value:
+            raise ConfigError(f"{key}={value!r} is not allowed; use a non-empty name without '/'")
+
+
+def _check_schema_node(node: Any, group: str) -> None:
+    schema = OmegaConf.get_type(node)
+    if not isinstance(node, DictConfig) or not dataclasses.is_dataclass(schema):
+        raise ConfigError(
+            f"config group {group!r} has no schema; its YAML must list "
+            f"/schema/{group}[/<name>]@_here_ in its defaults"
+        )
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key in node:
+        if key not in fields:
+            raise ConfigError(unknown_key_message(f"{group}.{key}", list(fields)))
+    for name, f in fields.items():
+        value = node[name]
+        if value is None:
+            continue
+        bounds = f.metadata.get("range")
+        if bounds is not None and not _in_range(value, *bounds):
+            raise ConfigError(f"{group}.{name}={value!r} is out of range; {_describe(*bounds)}")
+        choices = f.metadata.get("choices")
+        if choices is not None and value not in choices:
+            raise ConfigError(
+                f"{group}.{name}={value!r} is not allowed; choose from: {', '.join(choices)}"
+            )
+
+
+def _in_range(value: float, low: Any, high: Any, low_open: bool, high_open: bool) -> bool:
+    above = low is None or (value > low if low_open else value >= low)
+    below = high is None or (value < high if high_open else value <= high)
+    return above and below
+
+
+def _describe(low: Any, high: Any, low_open: bool, high_open: bool) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"> {low}" if low_open else f">= {low}")
+    if high is not None:
+        parts.append(f"< {high}" if high_open else f"<= {high}")
+    return "must be " + " and ".join(parts)
+
+
+def _check_trainer(trainer: DictConfig) -> None:
+    if trainer.max_steps is None and trainer.max_epochs is None:
+        raise ConfigError("set trainer.max_steps or trainer.max_epochs (both are null)")
+    if trainer.device != "auto":
+        import torch
+
+        try:
+            device = torch.device(trainer.device)
+        except RuntimeError:
+            raise ConfigError(
+                f"trainer.device={trainer.device!r} is not a device; use auto, cpu, cuda or cuda:N"
+            ) from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"trainer.device={trainer.device!r} but CUDA is not available")
+
+
+Parameters = Callable[[str], dict[str, inspect.Parameter]]
+
+
+def _named_groups() -> dict[str, Parameters]:
+    """group -> (builder name -> the parameters a config may set)."""
+    from experiments import inits
+    from experiments.data import DATASETS
+    from experiments.data import _load_all as load_datasets
+    from experiments.models import MODELS
+    from experiments.models import _load_all as load_models
+
+    load_datasets()
+    load_models()
+    return {
+        "activation": _activation_parameters,
+        "model": _builder_parameters(MODELS.get, fixed=("act", "num_outputs", "in_channels")),
+        "dataset": _builder_parameters(DATASETS.get, fixed=("device", "seed", "data_dir")),
+        "init": _builder_parameters(inits.INITS.get, fixed=("model", "probe")),
+    }
+
+
+def _activation_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The registry gives defaults only, so a float, bool or str default types its key."""
+    import activations
+
+    return {
+        key: inspect.Parameter(
+            key,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=default,
+            annotation=type(default) if type(default) in (float, bool, str) else Any,
+        )
+        for key, default in activations.parameters_of(name).items()
+    }
+
+
+def _builder_parameters(
+    lookup: Callable[[str], Callable[..., Any]], fixed: tuple[str, ...]
+) -> Parameters:
+    """name -> the parameters of builder ``lookup(name)`` minus those the trainer passes."""
+
+    def parameters(name: str) -> dict[str, inspect.Parameter]:
+        builder = lookup(name)
+        try:
+            hints = typing.get_type_hints(builder.__init__ if inspect.isclass(builder) else builder)
+        except Exception:  # unresolvable annotations: fall back to no type checks
+            hints = {}
+        return {
+            k: p.replace(annotation=hints.get(k, Any))
+            for k, p in inspect.signature(builder).parameters.items()
+            if k not in fixed and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+
+    return parameters
+
+
+def _check_named_group(node: Any, group: str, parameters_of: Parameters) -> None:
+    """Keys must be the builder's parameters; values must fit their annotations."""
+    if not isinstance(node, DictConfig) or "name" not in node:
+        raise ConfigError(f"config group {group!r} needs a 'name' key")
+    name = node.name
+    try:
+        params = parameters_of(name)
+    except ValueError as err:  # the registry's "unknown <kind> ...; choose from: ..."
+        raise ConfigError(str(err)) from None
+    options = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(options, dict)
+    options.pop("name")
+    for key, value in options.items():
+        if key not in params:
+            raise ConfigError(
+                unknown_key_message(f"{group}.{key}", list(params), f"{group} {name!r}")
+            )
+        annotation = params[key].annotation
+        if not _matches(annotation, value):
+            raise ConfigError(
+                f"{group}.{key}={value!r} has the wrong type; {group} {name!r} expects "
+                f"{_type_name(annotation)}"
+            )
+    missing = [k for k, p in params.items() if p.default is p.empty and k not in options]
+    if missing:
+        raise ConfigError(f"{group} {name!r} needs {group}.{missing[0]}")
+
+
+def _matches(annotation: Any, value: Any) -> bool:
+    """Does a plain YAML value fit ``annotation``? Unknown annotations accept anything."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return True
+    if annotation is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(a, value) for a in args)
+    if origin is Literal:
+        return value in args
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    container = origin or annotation
+    if container in (list, tuple, Sequence) or (
+        isinstance(container, type) and issubclass(container, Sequence) and container is not str
+    ):
+        if not isinstance(value, list | tuple):
+            return False
+        if args and (container is not tuple or (len(args) == 2 and args[1] is Ellipsis)):
+            return all(_matches(args[0], v) for v in value)
+        if args and container is tuple:
+            return len(args) == len(value) and all(map(_matches, args, value))
+        return True
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# One-line errors
+
+
+def unknown_key_message(full_key: str, valid: Sequence[str], owner: str | None = None) -> str:
+    """ "unknown config key 'a.b'; did you mean 'a.c'? (valid keys of a: ...)" in one line."""
+    prefix, _, key = full_key.rpartition(".")
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
+    listing = ", ".join(valid) or "none"
+    return f"unknown config key '{full_key}'{hint} (valid keys of {owner or prefix}: {listing})"
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an error met while composing or validating a config (or building a run)."""
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
+        group, _, choice = exc.missing_cfg_file.rpartition("/")
+        return f"unknown {group} {choice!r}; choose from: {', '.join(sorted(exc.options))}"
+    cause = exc.__cause__
+    if isinstance(cause, OmegaConfBaseException) and cause.full_key:
+        message = str(cause.msg).splitlines()[0] if cause.msg else str(exc).splitlines()[0]
+        if " not in " in message and isinstance(cause.parent_node, DictConfig):
+            return unknown_key_message(cause.full_key, [str(k) for k in cause.parent_node])
+        return f"{cause.full_key}: {message}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if isinstance(exc, ValueError | OSError | HydraException) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,224 @@
+"""Orderings and outcomes a paper claims, judged against our runs.
+
+A study preset states claims under the top-level ``report:`` key, so every run's
+``.hydra/config.yaml`` carries them and the report needs nothing but the run directories::
+
+    report:
+      published: li2018_mpelu          # optional: name(s) of experiments/report/published/*.yaml
+      deviations: ["CIFAR-10 instead of ImageNet"]   # optional: shown in the report index
+      claims:
+        - text: "PReLU < ELU < ReLU in test error (Li et al.)"
+          order: [prelu, elu, relu]    # group references, best (lowest value) first
+          metric: final_test           # see ORDER_METRICS
+        - text: "ReLU diverges, ELU converges"
+          diverges: [relu]
+          converges: [elu]
+
+Group references follow ``experiments.report.groups`` (the label, or tokens of it such as
+``relu`` or ``init=xavier``). ``report: false`` turns the report off altogether.
+
+Judging an **order** claim:
+
+- Each reference must name exactly one group, else the verdict is ``ambiguous``.
+- Only completed runs count; diverged runs are left out of the means and listed. A group
+  without a completed run makes the verdict ``not enough runs``.
+- ``held`` when the group means are strictly in the claimed order. The spread (mean ± std,
+  n) of every group is reported, and whether neighbouring groups' mean ± std overlap.
+- ``train_loss_at_time`` compares the training loss at the largest wall-clock time every
+  compared run reached (linear interpolation between logged steps); ``train_loss_at_step``
+  does the same on steps.
+
+Judging an **outcome** claim (``diverges`` / ``converges``): a reference may name several
+groups, and each must agree in every finished run. A run diverged when its status is
+``diverged``; it converged when it completed with its last training loss below its first
+(a flat, stalled net does not count). ``did not hold`` as soon as one finished run
+contradicts the claim; ``not enough runs`` when a group has no finished run.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from experiments.report import formatting
+from experiments.report.groups import Group, select
+from experiments.report.runs import ReportError, Run
+from experiments.report.stats import converged, run_stats
+
+#: order-claim metrics -> the per-run value they compare (all lower-is-better).
+ORDER_METRICS = (
+    "final_test",
+    "final_val",
+    "best_val",
+    "final_train_loss",
+    "train_loss_at_time",
+    "train_loss_at_step",
+)
+ALIASES = {
+    "test_error": "final_test",
+    "test_bpc": "final_test",
+    "val_error": "final_val",
+    "val_bpc": "final_val",
+}
+VERDICTS = ("held", "did not hold", "not enough runs", "ambiguous")
+_KEYS = ("text", "order", "metric", "diverges", "converges")
+
+
+@dataclass(frozen=True)
+class Claim:
+    text: str
+    order: tuple[str, ...] = ()
+    metric: str = ""
+    diverges: tuple[str, ...] = ()
+    converges: tuple[str, ...] = ()
+
+
+@dataclass
+class Verdict:
+    claim: Claim
+    verdict: str
+    #: what we measured: the groups in our order with their spread, or the outcomes.
+    measured: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _references(value: Any, key: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ReportError(f"{where}: {key!r} must be a list of group labels, got {value!r}")
+    return tuple(value)
+
+
+def parse_claim(raw: Any, index: int = 0) -> Claim:
+    """Validate one claim mapping; errors name the claim and the valid choices."""
+    where = f"report.claims[{index}]"
+    if not isinstance(raw, dict):
+        raise ReportError(f"{where}: expected a mapping with 'text', got {raw!r}")
+    unknown = sorted(set(raw) - set(_KEYS))
+    if unknown:
+        raise ReportError(f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(_KEYS)}")
+    text = raw.get("text")
+    if not isinstance(text, str) or not text:
+        raise ReportError(f"{where}: needs a 'text' string")
+    where = f"{where} ({text!r})"
+    has_order = "order" in raw
+    has_outcome = "diverges" in raw or "converges" in raw
+    if has_order == has_outcome:
+        raise ReportError(f"{where}: give either 'order' (+ 'metric') or 'diverges'/'converges'")
+    if has_order:
+        order = _references(raw["order"], "order", where)
+        if len(order) < 2:
+            raise ReportError(f"{where}: 'order' needs at least two groups")
+        metric = ALIASES.get(raw.get("metric", ""), raw.get("metric", ""))
+        if metric not in ORDER_METRICS:
+            valid = ", ".join(ORDER_METRICS + tuple(ALIASES))
+            raise ReportError(f"{where}: metric {raw.get('metric')!r}; valid: {valid}")
+        return Claim(text=text, order=order, metric=metric)
+    if "metric" in raw:
+        raise ReportError(f"{where}: 'metric' only applies to 'order' claims")
+    return Claim(
+        text=text,
+        diverges=_references(raw.get("diverges", []), "diverges", where),
+        converges=_references(raw.get("converges", []), "converges", where),
+    )
+
+
+def parse_claims(raw: Any) -> list[Claim]:
+    """``report.claims`` as Claims (None or [] -> no claims)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ReportError(f"report.claims: expected a list, got {raw!r}")
+    return [parse_claim(item, i) for i, item in enumerate(raw)]
+
+
+def _interpolated(run: Run, x: str, at: float) -> float:
+    frame = run.metrics[[x, "train_loss"]].astype(float)
+    frame = frame[np.isfinite(frame).all(axis=1)]
+    return float(np.interp(at, frame[x], frame["train_loss"])) if len(frame) else float("nan")
+
+
+def _order_values(claim: Claim, groups: list[Group]) -> tuple[list[np.ndarray], str]:
+    """Per group, the compared value of each completed run, and where it was taken."""
+    runs = [g.completed for g in groups]
+    if claim.metric in ("train_loss_at_time", "train_loss_at_step"):
+        x = "time_s" if claim.metric == "train_loss_at_time" else "step"
+        at = min(float(r.metrics[x].max()) for rs in runs for r in rs)
+        where = f" at {x.replace('_s', '')} {at:.4g}" + (" s" if x == "time_s" else "")
+        return [np.array([_interpolated(r, x, at) for r in rs]) for rs in runs], where
+    return [np.array([run_stats(r)[claim.metric] for r in rs]) for rs in runs], ""
+
+
+def _judge_order(claim: Claim, groups: list[Group], eval_metric: str | None) -> Verdict:
+    chosen: list[Group] = []
+    for ref in claim.order:
+        found = select(ref, groups)
+        if len(found) > 1:
+            names = ", ".join(g.label for g in found)
+            return Verdict(claim, "ambiguous", f"{ref!r} names {len(found)} groups: {names}")
+        if not found or not found[0].completed:
+            why = "no such group" if not found else "no completed run"
+            return Verdict(claim, "not enough runs", f"{ref}: {why}")
+        chosen.append(found[0])
+    values, where = _order_values(claim, chosen)
+    values = [v[np.isfinite(v)] for v in values]
+    if any(len(v) == 0 for v in values):
+        empty = [g.label for g, v in zip(chosen, values, strict=True) if len(v) == 0]
+        return Verdict(claim, "not enough runs", f"no {claim.metric} logged for {empty}")
+    means = [float(v.mean()) for v in values]
+    stds = [float(v.std(ddof=1)) if len(v) > 1 else 0.0 for v in values]
+    stat = "final_train_loss" if claim.metric.startswith("train_loss") else claim.metric
+    ranked = sorted(range(len(chosen)), key=lambda i: means[i])
+    spread = [
+        formatting.mean_std(m, s, len(v), stat, eval_metric)
+        for m, s, v in zip(means, stds, values, strict=True)
+    ]
+    measured = " < ".join(f"{chosen[i].label} {spread[i]}" for i in ranked)
+    notes = [
+        f"{g.label}: {g.status_counts['diverged']} diverged run(s) left out"
+        for g in chosen
+        if g.status_counts["diverged"]
+    ]
+    overlaps = [
+        f"{chosen[a].label} and {chosen[b].label}"
+        for a, b in itertools.pairwise(ranked)
+        if means[a] + stds[a] >= means[b] - stds[b]
+    ]
+    notes.append(
+        f"mean ± std overlap between {'; '.join(overlaps)}"
+        if overlaps
+        else "neighbouring groups separated by more than their std"
+    )
+    held = all(means[i] < means[i + 1] for i in range(len(means) - 1))
+    return Verdict(claim, "held" if held else "did not hold", measured + where, notes)
+
+
+def _judge_outcome(claim: Claim, groups: list[Group]) -> Verdict:
+    parts: list[str] = []
+    contradicted = missing = False
+    for refs, expect in ((claim.diverges, "diverged"), (claim.converges, "converged")):
+        for ref in refs:
+            found = select(ref, groups)
+            if not found:
+                parts.append(f"{ref}: no such group")
+                missing = True
+            for g in found:
+                finished = [r for r in g.runs if r.status in ("completed", "diverged")]
+                if expect == "diverged":
+                    agree = sum(r.status == "diverged" for r in finished)
+                else:
+                    agree = sum(converged(r) for r in finished)
+                parts.append(f"{g.label}: {agree}/{len(finished)} {expect}")
+                missing |= not finished
+                contradicted |= agree < len(finished)
+    verdict = "did not hold" if contradicted else "not enough runs" if missing else "held"
+    return Verdict(claim, verdict, "; ".join(parts))
+
+
+def judge(claim: Claim, groups: list[Group], eval_metric: str | None) -> Verdict:
+    """Held / did not hold / not enough runs / ambiguous, with what we measured."""
+    if claim.order:
+        return _judge_order(claim, groups, eval_metric)
+    return _judge_outcome(claim, groups)

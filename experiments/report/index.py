@@ -1,0 +1,190 @@
+"""``report/README.md``: one page saying what was run, what it showed, and how it compares."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from experiments.report.claims import Verdict
+from experiments.report.figures import Figure
+from experiments.report.groups import IGNORED_TOP_KEYS, Group, canonical, format_value
+from experiments.report.published import TAGS, Published
+from experiments.report.runs import Run
+from experiments.report.stats import RUN_STATS
+from experiments.report.tables import markdown
+
+_TAG_MEANING = {
+    "READ": "read in the primary source (paper, authors' code or README)",
+    "SEC": "read in a third-party summary or re-implementation",
+    "MEM": "from memory of the paper, not checked against it: treat as unverified",
+    "DER": "computed from values read elsewhere",
+}
+#: summary.json keys that differ per run by nature; never listed as shared provenance.
+_PER_RUN_SUMMARY = ("status", "steps", "wall_time", "time", "final", "best", "diverged", "metric")
+
+
+@dataclass
+class Index:
+    """Everything the page shows, gathered by the report builder."""
+
+    sources: list[Path]
+    runs: list[Run]
+    groups: list[Group]
+    keys: list[str]
+    figures: list[Figure]
+    results: pd.DataFrame
+    results_caption: str
+    comparisons: pd.DataFrame
+    published: list[Published]
+    verdicts: list[Verdict]
+    deviations: list[str]
+    per_run: pd.DataFrame
+    skipped: list[str]
+
+
+def _shared(
+    records: list[dict[str, Any]], skip: tuple[str, ...] = (), per_run: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Keys with one value in every record (flattened), minus skipped top-level keys and keys
+    containing a ``per_run`` word."""
+    flat = [pd.json_normalize(r, sep=".").iloc[0].to_dict() if r else {} for r in records]
+    keys = sorted(set().union(*flat)) if flat else []
+    out = {}
+    for key in keys:
+        if key.split(".")[0] in skip or any(p in key for p in per_run):
+            continue
+        values = {repr(canonical(f.get(key))) for f in flat}
+        if len(values) == 1:
+            out[key] = flat[0].get(key)
+    return out
+
+
+def _what_was_run(ix: Index) -> list[str]:
+    statuses = Counter(r.status for r in ix.runs)
+    seeds = sorted({r.config.get("seed") for r in ix.runs}, key=str)
+    experiments = sorted({str(r.config.get("experiment_name", "?")) for r in ix.runs})
+    lines = [
+        "## What was run",
+        "",
+        f"- Experiment(s): {', '.join(experiments)}; from {', '.join(map(str, ix.sources))}",
+        f"- Runs: {len(ix.runs)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})"
+        f" in {len(ix.groups)} group(s); seeds: {', '.join(map(str, seeds))}",
+        "- Groups differ in: "
+        + (", ".join(f"`{k}`" for k in ix.keys) or "nothing (one configuration)"),
+        "",
+    ]
+    table = pd.DataFrame(
+        [
+            {
+                "group": g.label,
+                **{k: format_value(g.settings[k]) if k in g.settings else "–" for k in ix.keys},
+                "seeds": ", ".join(map(str, g.seeds)),
+            }
+            for g in ix.groups
+        ]
+    )
+    lines += [markdown(table), "Settings shared by every run (resolved config):", ""]
+    config = _shared([_unflat(r.config) for r in ix.runs], IGNORED_TOP_KEYS)
+    lines += [f"- `{k}`: {format_value(v)}" for k, v in config.items()]
+    provenance = _shared([r.summary for r in ix.runs], per_run=_PER_RUN_SUMMARY)
+    if provenance:
+        lines += ["", "Shared by every run's summary.json (device, versions, code, data):", ""]
+        lines += [f"- `{k}`: {format_value(v)}" for k, v in provenance.items()]
+    return [*lines, ""]
+
+
+def _unflat(flat: dict[str, Any]) -> dict[str, Any]:
+    """Back to nested form, so _shared can flatten runs uniformly."""
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = nested
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return nested
+
+
+def _figures(ix: Index) -> list[str]:
+    lines = ["## Figures", ""]
+    for f in ix.figures:
+        name = f.stem.name
+        lines += [f"![{f.caption}]({name}.png)", "", f"*{f.caption}* ([PDF]({name}.pdf))", ""]
+    return lines
+
+
+def _results(ix: Index) -> list[str]:
+    lines = ["## Results", "", ix.results_caption, "", markdown(ix.results)]
+    lines += [
+        "Also as `results.tex` (LaTeX) and `results.csv` (raw values: run counts by status and"
+        " `<stat>_mean`, `_std`, `_n` for every statistic):",
+        "",
+        *(f"- `{stat}`: {meaning}" for stat, meaning in RUN_STATS.items()),
+        "",
+    ]
+    if ix.published:
+        papers = sorted({(p.paper, p.citation) for p in ix.published})
+        lines += ["Published values compared (`published.csv` holds every pair):", ""]
+        lines += [f"- `{name}`: {citation}" for name, citation in papers]
+        lines += ["", "How sure we are of each published value:", ""]
+        lines += [f"- [{t}] {_TAG_MEANING[t]}" for t in TAGS]
+        if ix.comparisons.empty:
+            lines += ["", "No published value matches these groups and this setup."]
+        else:
+            columns = ["group", "paper", "metric", "tag", "table", "source", "note"]
+            lines += ["", markdown(ix.comparisons[columns])]
+        lines.append("")
+    return lines
+
+
+def _claims(ix: Index) -> list[str]:
+    lines = ["## Claims", ""]
+    if not ix.verdicts:
+        return [*lines, "This study states no claims (`report.claims`).", ""]
+    table = pd.DataFrame(
+        [
+            {
+                "claim": v.claim.text,
+                "verdict": f"**{v.verdict}**",
+                "measured": v.measured,
+                "notes": "; ".join(v.notes) or "–",
+            }
+            for v in ix.verdicts
+        ]
+    )
+    rules = (
+        "Order claims compare means of completed runs (diverged runs are left out and "
+        "listed); outcome claims need every finished run to agree. See "
+        "`experiments/report/claims.py` for the rules."
+    )
+    return [*lines, markdown(table), rules, ""]
+
+
+def _deviations(ix: Index) -> list[str]:
+    lines = ["## Deviations from the papers' setups", ""]
+    if not ix.deviations:
+        return [*lines, "None stated by the study preset (`report.deviations`).", ""]
+    return [*lines, *(f"- {d}" for d in ix.deviations), ""]
+
+
+def _runs(ix: Index) -> list[str]:
+    lines = ["## Runs", "", markdown(ix.per_run), "Also as `runs.csv` (raw values).", ""]
+    if ix.skipped:
+        lines += ["Skipped (unreadable) run directories:", ""]
+        lines += [f"- {s}" for s in ix.skipped]
+        lines.append("")
+    return lines
+
+
+def write(ix: Index, out: Path) -> Path:
+    experiments = sorted({str(r.config.get("experiment_name", "?")) for r in ix.runs})
+    parts = [f"# Report: {', '.join(experiments)}", ""]
+    for section in (_what_was_run, _figures, _results, _claims, _deviations, _runs):
+        parts += section(ix)
+    path = out / "README.md"
+    path.write_text("\n".join(parts))
+    return path

@@ -1,0 +1,93 @@
+"""Per-run numbers taken straight from the CSVs, and their mean +- std over seeds.
+
+Only ``completed`` runs enter a group's mean: a diverged run has no final metric worth
+averaging (it is counted and shown in the figures instead), and a failed, interrupted or
+still-running run has not reached the budget the others did.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from experiments.report.groups import Group
+from experiments.report.runs import STATUSES, Run
+
+#: the per-run scalars, in table order, with what each one means.
+RUN_STATS: dict[str, str] = {
+    "final_val": "validation metric at the last validation evaluation",
+    "best_val": "lowest validation metric over all validation evaluations",
+    "final_test": "test metric at the last test evaluation",
+    "final_train_loss": "training loss at the last logged step",
+    "steps": "last logged training step",
+    "time_s": "training wall time (s, evaluation excluded) at the last logged step",
+}
+
+
+def _last(frame: pd.DataFrame, column: str) -> float:
+    values = frame[column].dropna() if column in frame.columns else pd.Series(dtype=float)
+    return float(values.iloc[-1]) if len(values) else math.nan
+
+
+def run_stats(run: Run) -> dict[str, float]:
+    """The RUN_STATS of one run (NaN where the run logged nothing for it)."""
+    metric = run.metric
+    val = run.evals[run.evals["split"] == "val"]
+    test = run.evals[run.evals["split"] == "test"]
+    return {
+        "final_val": _last(val, metric) if metric else math.nan,
+        "best_val": float(val[metric].min()) if metric and len(val) else math.nan,
+        "final_test": _last(test, metric) if metric else math.nan,
+        "final_train_loss": _last(run.metrics, "train_loss"),
+        "steps": _last(run.metrics, "step"),
+        "time_s": _last(run.metrics, "time_s"),
+    }
+
+
+def converged(run: Run) -> bool:
+    """Completed, and its last training loss is below its first (it learned something).
+
+    A stalled net (the loss flat at ln(classes)) finishes without diverging; this is the
+    cheapest test that tells it from a net that trained.
+    """
+    losses = run.metrics["train_loss"].to_numpy(dtype=float)
+    losses = losses[np.isfinite(losses)]
+    return run.status == "completed" and len(losses) > 1 and losses[-1] < losses[0]
+
+
+def runs_frame(groups: list[Group]) -> pd.DataFrame:
+    """One row per run: group, seed, status and its RUN_STATS."""
+    rows = [
+        {
+            "group": g.label,
+            "run": run.name,
+            "seed": run.config.get("seed"),
+            "status": run.status,
+            **run_stats(run),
+            "path": str(run.path),
+        }
+        for g in groups
+        for run in g.runs
+    ]
+    return pd.DataFrame(rows)
+
+
+def group_frame(groups: list[Group]) -> pd.DataFrame:
+    """One row per group: run counts by status, then mean/std/n of each stat (completed runs).
+
+    The std is the sample standard deviation (ddof=1): NaN for a single run.
+    """
+    per_run = runs_frame(groups)
+    rows = []
+    for g in groups:
+        mine = per_run[(per_run["group"] == g.label) & (per_run["status"] == "completed")]
+        row: dict[str, object] = {"group": g.label, "runs": len(g.runs)}
+        row.update({s: g.status_counts.get(s, 0) for s in STATUSES})
+        for stat in RUN_STATS:
+            row[f"{stat}_mean"] = mine[stat].mean()
+            row[f"{stat}_std"] = mine[stat].std()
+            row[f"{stat}_n"] = int(mine[stat].count())
+        rows.append(row)
+    return pd.DataFrame(rows)

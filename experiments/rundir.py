@@ -1,0 +1,179 @@
+"""The files of one run directory (DESIGN.md's contract), written so a killed run stays readable.
+
+Whole files (summary.json, the saved config) are replaced atomically: written to a temporary
+file in the same directory, fsync'ed, then renamed over the old one. CSV logs are appended a
+line at a time and flushed, so a reader never sees half a row from a live run, and resuming
+cuts them back to the checkpoint's step so no row is duplicated or lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+#: metrics.csv columns; grad_norm is appended when the trainer logs it.
+METRICS_COLUMNS = ("step", "epoch", "time_s", "train_loss", "lr")
+#: eval.csv columns before the task's metric column ("error" or "bpc").
+EVAL_COLUMNS = ("step", "epoch", "time_s", "split", "loss")
+#: statuses after which re-running the same command has nothing left to do.
+FINAL_STATUSES = ("completed", "diverged")
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Replace ``path`` with what ``write`` puts into a binary file: temp + fsync + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (the directory entry), as the rename itself is only atomic."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def format_value(value: object) -> str:
+    """CSV cell: floats round-trip exactly (repr), so a resumed run's rows compare equal."""
+    if isinstance(value, float):
+        return repr(value)
+    return "" if value is None else str(value)
+
+
+class CsvLog:
+    """Append-only CSV with a fixed header; each row is flushed as it is written."""
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path = path
+        self.columns = tuple(columns)
+        new = not path.exists() or path.stat().st_size == 0
+        self._file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        self._writer = csv.writer(self._file, lineterminator="\n")
+        if new:
+            self._writer.writerow(self.columns)
+            self._file.flush()
+
+    def write(self, **row: object) -> None:
+        self._writer.writerow(format_value(row[c]) for c in self.columns)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> CsvLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def truncate_csv(path: Path, last_step: int) -> None:
+    """Drop rows after ``last_step`` (and a torn last line from a killed writer)."""
+    if not path.exists():
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    header, body = lines[0], [line for line in lines[1:] if line]
+    if body and not lines[-1] == "":  # the last row was being written when the run died
+        body = body[:-1]
+    kept = [line for line in body if int(line.split(",", 1)[0]) <= last_step]
+    atomic_write_text(path, "\n".join([header, *kept]) + "\n")
+
+
+class RunDir:
+    """Paths and file operations of one run directory."""
+
+    OUTPUTS = ("metrics.csv", "eval.csv", "diagnostics.csv", "summary.json", "checkpoints")
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.metrics = self.path / "metrics.csv"
+        self.eval = self.path / "eval.csv"
+        self.diagnostics = self.path / "diagnostics.csv"
+        self.summary = self.path / "summary.json"
+        self.checkpoint = self.path / "checkpoints" / "last.pt"
+        self.config = self.path / ".hydra" / "config.yaml"
+
+    def read_summary(self) -> dict[str, Any] | None:
+        if not self.summary.exists():
+            return None
+        return json.loads(self.summary.read_text(encoding="utf-8"))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.summary, json.dumps(summary, indent=2, sort_keys=False) + "\n")
+
+    def clear(self) -> None:
+        """Remove the outputs of an earlier attempt (the saved config is rewritten by the caller)."""
+        for name in self.OUTPUTS:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+    def truncate_logs(self, last_step: int) -> None:
+        """Cut every CSV back to ``last_step``, the step the run resumes from."""
+        for path in (self.metrics, self.eval, self.diagnostics):
+            truncate_csv(path, last_step)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the directory, so two processes never share one run."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RuntimeError(
+                    f"{self.path} is in use by another process (a sweep with duplicate run names, "
+                    "or the same command started twice?)"
+                ) from None
+            yield
+        finally:
+            os.close(fd)
+
+    def remove_if_empty(self, up_to: Path) -> None:
+        """Remove this directory and its empty parents up to ``up_to`` (inclusive) if empty:
+        a run refused before it wrote anything leaves nothing behind."""
+        stop = up_to.resolve()
+        current = self.path.resolve()
+        while True:
+            try:
+                current.rmdir()
+            except OSError:  # not empty, or gone
+                return
+            if current == stop or stop not in current.parents:
+                return
+            current = current.parent

@@ -1,0 +1,512 @@
+"""The shared trainer: one loop for every Task, image classifier or character language model.
+
+Everything task-specific (batches, loss, evaluation, carried hidden state) sits behind
+experiments.task.Task, so this loop never branches on the kind of data. It stays cheap: the
+loss is read back from the device only at logging points (every ``trainer.log_every`` steps,
+where metrics.csv gets the mean over the window), the learning rate is set only when the
+schedule changes it, and evaluation and checkpoint writes are kept out of ``time_s``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import logging
+import math
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+import activations
+from experiments import checkpoint
+from experiments.data import build_task
+from experiments.inits import initialize
+from experiments.models import build_model
+from experiments.optim import Schedule, build_optimizer, build_schedule, set_lr
+from experiments.rundir import EVAL_COLUMNS, METRICS_COLUMNS, CsvLog, RunDir, read_csv
+from experiments.task import Task
+
+log = logging.getLogger("actlab")
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the run saved a checkpoint and was marked ``interrupted``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@dataclass
+class Components:
+    """What one run trains: built from the config by ``build``."""
+
+    task: Task
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    device: torch.device
+    total_steps: int
+
+
+def options(node: DictConfig) -> dict[str, Any]:
+    """A config group as plain keyword arguments (lists, not ListConfig)."""
+    out = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(out, dict)
+    return out
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed every global generator; deterministic mode also refuses nondeterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def planned_steps(max_steps: int | None, max_epochs: float | None, steps_per_epoch: int) -> int:
+    """The step budget: the smaller of max_steps and max_epochs (whichever are set)."""
+    budgets = [] if max_steps is None else [max_steps]
+    if max_epochs is not None:
+        budgets.append(max(1, math.ceil(max_epochs * steps_per_epoch)))
+    return min(budgets)
+
+
+def build(cfg: DictConfig) -> Components:
+    """Task, model (initialised), optimizer and schedule for ``cfg``, seeded by ``cfg.seed``."""
+    device = resolve_device(cfg.trainer.device)
+    seed_everything(cfg.seed, cfg.trainer.deterministic)
+    dataset = options(cfg.dataset)
+    task = build_task(
+        dataset.pop("name"), device=device, seed=cfg.seed, data_dir=cfg.paths.data_dir, **dataset
+    )
+    unit = options(cfg.activation)
+    act = functools.partial(activations.build, unit.pop("name"), **unit)
+    arch = options(cfg.model)
+    model = build_model(
+        arch.pop("name"),
+        act,
+        num_outputs=task.num_outputs,
+        in_channels=task.in_channels,
+        **arch,
+    ).to(device)
+    init = options(cfg.init)
+    initialize(model, init.pop("name"), probe=task.probe_batch(), **init)
+    if cfg.trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    total = planned_steps(cfg.trainer.max_steps, cfg.trainer.max_epochs, task.steps_per_epoch)
+    return Components(
+        task=task,
+        model=model,
+        optimizer=build_optimizer(model, options(cfg.optimizer)),
+        schedule=build_schedule(
+            options(cfg.schedule), steps_per_epoch=task.steps_per_epoch, total_steps=total
+        ),
+        device=device,
+        total_steps=total,
+    )
+
+
+class Stopwatch:
+    """Training wall time: runs while training, paused around evaluation and checkpoints."""
+
+    def __init__(self, elapsed: float = 0.0) -> None:
+        self._elapsed = elapsed
+        self._since = time.perf_counter()
+
+    def read(self) -> float:
+        return self._elapsed + (time.perf_counter() - self._since)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self._elapsed = self.read()
+        try:
+            yield
+        finally:
+            self._since = time.perf_counter()
+
+
+def environment() -> dict[str, Any]:
+    """Versions and code identity for summary.json."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {
+        "versions": {
+            "actlab": importlib.metadata.version("actlab"),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "platform": platform.platform(),
+        },
+        "git_commit": commit,
+        "git_dirty": bool(status) if status is not None else None,
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Trainer:
+    """Runs ``Components`` to the end of their budget, writing the run directory as it goes."""
+
+    def __init__(self, parts: Components, cfg: DictConfig, run: RunDir) -> None:
+        self.parts = parts
+        self.cfg = cfg.trainer
+        self.run = run
+        self.label = cfg.run_name
+        self.metric = parts.task.metric
+        self.params = [p for p in parts.model.parameters() if p.requires_grad]
+        self.autocast = functools.partial(
+            torch.autocast,
+            device_type=parts.device.type,
+            dtype=torch.bfloat16,
+            enabled=self.cfg.precision == "bf16",
+        )
+        self.step = 0
+        self.watch = Stopwatch()
+        self._wall = Stopwatch()
+        zero = functools.partial(torch.zeros, (), dtype=torch.float64, device=parts.device)
+        #: device-side sums since the last metrics.csv row (read back only when logging).
+        self.window: dict[str, Any] = {"loss": zero(), "grad_norm": zero(), "count": 0}
+        self.first_loss: torch.Tensor | float | None = None
+        self._signal: int | None = None
+        model = parts.model
+        self.summary: dict[str, Any] = {
+            "status": "running",
+            "experiment": cfg.experiment_name,
+            "run_name": cfg.run_name,
+            **{g: cfg[g].name for g in ("activation", "model", "dataset", "init", "optimizer")},
+            "seed": cfg.seed,
+            "metric": self.metric,
+            "step": 0,
+            "total_steps": parts.total_steps,
+            "steps_per_epoch": parts.task.steps_per_epoch,
+            "epoch": 0.0,
+            "stop_reason": None,
+            "diverged_step": None,
+            "error": None,
+            "final": None,
+            "best": None,
+            "test": None,
+            "train_time_s": 0.0,
+            "wall_time_s": 0.0,
+            "num_params": sum(p.numel() for p in model.parameters()),
+            "num_activation_params": sum(
+                p.numel() for p in activations.activation_parameters(model)
+            ),
+            "device": str(parts.device),
+            "device_name": (
+                torch.cuda.get_device_name(parts.device)
+                if parts.device.type == "cuda"
+                else platform.processor() or platform.machine()
+            ),
+            "threads": torch.get_num_threads(),
+            "precision": self.cfg.precision,
+            **environment(),
+            "data": parts.task.meta,
+            "started_at": _now(),
+            "updated_at": None,
+            "resumed_at_steps": [],
+        }
+
+    # -- summary ------------------------------------------------------------------------------
+
+    def write_summary(self, **changes: Any) -> None:
+        """Update and atomically rewrite summary.json; step, epoch and times are current."""
+        self.summary.update(
+            changes,
+            step=self.step,
+            epoch=self._epoch(),
+            train_time_s=round(self.watch.read(), 3),
+            wall_time_s=round(self._wall.read(), 3),
+            updated_at=_now(),
+        )
+        self.run.write_summary(self.summary)
+
+    def fail(self, err: BaseException) -> None:
+        """Record a crash: status ``failed`` with the error, at the step reached."""
+        self.write_summary(status="failed", error=f"{type(err).__name__}: {err}")
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def fit(self, state: dict[str, Any] | None = None) -> str:
+        """Train from scratch or from a checkpoint ``state``; returns the final status,
+        ``completed`` or ``diverged``. Raises Interrupted (after saving a checkpoint) when
+        SIGINT or SIGTERM arrives."""
+        if state is not None:
+            self._restore(state)
+        tty = sys.stderr.isatty()
+        with contextlib.ExitStack() as stack:
+            metric_columns = METRICS_COLUMNS + (("grad_norm",) if self.cfg.log_grad_norm else ())
+            self.metrics_log = stack.enter_context(CsvLog(self.run.metrics, metric_columns))
+            self.eval_log = stack.enter_context(
+                CsvLog(self.run.eval, (*EVAL_COLUMNS, self.metric))
+            )
+            bar = stack.enter_context(
+                tqdm(
+                    total=self.parts.total_steps,
+                    initial=self.step,
+                    desc=self.label,
+                    unit="step",
+                    dynamic_ncols=True,
+                    disable=not tty,
+                )
+            )
+            if tty:
+                stack.enter_context(logging_redirect_tqdm())
+            stack.enter_context(self._stop_on_signals())
+            self.write_summary()
+            if self._train(bar) == "diverged":
+                self.write_summary(status="diverged", diverged_step=self.step)
+                return "diverged"
+            self._evaluate("val")
+            self._evaluate("test")
+            self._save()
+            self.write_summary(status="completed")
+        return "completed"
+
+    def _train(self, bar: tqdm) -> str | None:
+        """Step until the budget is spent (None) or the loss diverges ("diverged")."""
+        parts, cfg = self.parts, self.cfg
+        task, model, optimizer = parts.task, parts.model, parts.optimizer
+        model.train()
+        multiplier = None
+        while self.step < parts.total_steps:
+            step = self.step
+            if parts.schedule(step) != multiplier:
+                multiplier = parts.schedule(step)
+                set_lr(optimizer, multiplier)
+            batch = task.train_batch(step)
+            with self.autocast():
+                loss = task.training_loss(model, batch, step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = self._clip_and_measure()
+            optimizer.step()
+            self.step = step = step + 1
+            self._accumulate(loss.detach(), grad_norm)
+            bar.update(1)
+            at_end = step == parts.total_steps
+            if step % cfg.log_every == 0 or at_end:
+                mean = self._log_window(bar)
+                if self._diverged(mean):
+                    log.warning("[%s] diverged at step %d (train loss %s)", self.label, step, mean)
+                    return "diverged"
+            if cfg.eval_every and step % cfg.eval_every == 0 and not at_end:
+                self._evaluate("val")
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not at_end:
+                self._save()
+            if self._signal is not None:
+                self._save()
+                self.write_summary(status="interrupted")
+                raise Interrupted(self._signal)
+            if cfg.max_time_s is not None and self.watch.read() >= cfg.max_time_s:
+                self.summary["stop_reason"] = "max_time_s"
+                if self.window["count"]:
+                    self._log_window(bar)
+                return None
+        self.summary["stop_reason"] = (
+            "max_steps" if parts.total_steps == cfg.max_steps else "max_epochs"
+        )
+        return None
+
+    def _clip_and_measure(self) -> torch.Tensor | None:
+        """Clip gradients as configured; return their total norm (before norm clipping) when
+        it is logged or clipped, as a device tensor (no sync)."""
+        cfg = self.cfg
+        if cfg.grad_clip_value is not None:
+            torch.nn.utils.clip_grad_value_(self.params, cfg.grad_clip_value)
+        if cfg.grad_clip_norm is not None:
+            return torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip_norm)
+        if cfg.log_grad_norm:
+            return torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        return None
+
+    def _accumulate(self, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> None:
+        if self.first_loss is None:
+            self.first_loss = loss.clone()
+        self.window["loss"] += loss
+        if grad_norm is not None:
+            self.window["grad_norm"] += grad_norm
+        self.window["count"] += 1
+
+    def _epoch(self) -> float:
+        return self.step / self.parts.task.steps_per_epoch
+
+    def _log_window(self, bar: tqdm) -> float:
+        """Write one metrics.csv row (the window's mean loss): the loop's only sync point."""
+        count = self.window["count"]
+        mean = self.window["loss"].item() / count
+        row = {
+            "step": self.step,
+            "epoch": self._epoch(),
+            "time_s": round(self.watch.read(), 3),
+            "train_loss": mean,
+            "lr": self.parts.optimizer.param_groups[0]["lr"],
+        }
+        if self.cfg.log_grad_norm:
+            row["grad_norm"] = self.window["grad_norm"].item() / count
+        self.metrics_log.write(**row)
+        self.window["loss"].zero_()
+        self.window["grad_norm"].zero_()
+        self.window["count"] = 0
+        if bar.disable:
+            log.info(
+                "[%s] step %d/%d epoch %.2f loss %.4f lr %.3g",
+                self.label,
+                self.step,
+                self.parts.total_steps,
+                row["epoch"],
+                mean,
+                row["lr"],
+            )
+        else:
+            bar.set_postfix(loss=f"{mean:.4f}", lr=f"{row['lr']:.3g}", refresh=False)
+        return mean
+
+    def _diverged(self, mean: float) -> bool:
+        """NaN/inf, or above ``divergence_factor`` times the first step's loss."""
+        if not math.isfinite(mean):
+            return True
+        if isinstance(self.first_loss, torch.Tensor):
+            self.first_loss = self.first_loss.item()
+        factor = self.cfg.divergence_factor
+        return factor is not None and mean > factor * self.first_loss
+
+    @contextlib.contextmanager
+    def _pause(self) -> Iterator[None]:
+        """Stop the training clock once the device has finished the queued training work."""
+        if self.parts.device.type == "cuda":
+            torch.cuda.synchronize(self.parts.device)
+        with self.watch.paused():
+            yield
+
+    def _evaluate(self, split: str) -> None:
+        with self._pause(), self.autocast():
+            result = self.parts.task.evaluate(self.parts.model, split)
+        record = {"step": self.step, "loss": result["loss"], self.metric: result[self.metric]}
+        self.eval_log.write(
+            epoch=self._epoch(), time_s=round(self.watch.read(), 3), split=split, **record
+        )
+        log.info(
+            "[%s] %s at step %d: loss %.4f %s %.4f",
+            self.label,
+            split,
+            self.step,
+            record["loss"],
+            self.metric,
+            record[self.metric],
+        )
+        if split == "test":
+            self.summary["test"] = record
+        else:
+            self._note_val(record)
+            self.write_summary()
+
+    def _note_val(self, record: dict[str, float]) -> None:
+        """``final`` is the latest validation result, ``best`` the lowest metric so far."""
+        self.summary["final"] = record
+        best = self.summary["best"]
+        if best is None or record[self.metric] < best[self.metric]:
+            self.summary["best"] = record
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        with self._pause():
+            first = self.first_loss
+            checkpoint.save(
+                self.run.checkpoint,
+                {
+                    "step": self.step,
+                    "model": self.parts.model.state_dict(),
+                    "optimizer": self.parts.optimizer.state_dict(),
+                    "task": self.parts.task.state_dict(),
+                    "rng": checkpoint.rng_state(),
+                    "train_time_s": self.watch.read(),
+                    "wall_time_s": self._wall.read(),
+                    "first_loss": first.item() if isinstance(first, torch.Tensor) else first,
+                    "window": self.window,
+                },
+            )
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint; the CSVs were already cut back to its step."""
+        self.parts.model.load_state_dict(state["model"])
+        self.parts.optimizer.load_state_dict(state["optimizer"])
+        self.parts.task.load_state_dict(state["task"])
+        checkpoint.set_rng_state(state["rng"])
+        self.step = state["step"]
+        self.first_loss = state["first_loss"]
+        self.window = state["window"]
+        self.watch = Stopwatch(state["train_time_s"])
+        self._wall = Stopwatch(state["wall_time_s"])
+        for row in read_csv(self.run.eval):
+            if row["split"] == "val":
+                record = {"step": int(row["step"]), "loss": float(row["loss"])}
+                self._note_val({**record, self.metric: float(row[self.metric])})
+        self.summary["resumed_at_steps"].append(self.step)
+        log.info("[%s] resuming at step %d", self.label, self.step)
+
+    # -- signals ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step; the
+        old handlers come back at once, so a second signal acts immediately."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def request_stop(signum: int, frame: object) -> None:
+            self._signal = signum
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        for sig in previous:
+            signal.signal(sig, request_stop)
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

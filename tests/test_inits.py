@@ -1,0 +1,241 @@
+"""Inits: weight statistics against their formulas, LSUV's unit variance, config and error paths."""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+import activations
+from activations import Activation
+from experiments.inits import INITS, MODES, initialize
+from experiments.models import build_model
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "init"
+#: Conv 64 -> 128, 3x3: fan_in 576, fan_out 1152, 73,728 weights (std estimate error ~0.3%).
+FAN_IN, FAN_OUT = 64 * 9, 128 * 9
+FANS = {"fan_in": FAN_IN, "fan_out": FAN_OUT, "average": (FAN_IN + FAN_OUT) / 2}
+
+
+class Leaky(Activation):
+    """Test unit with chosen He and Taylor slopes, independent of the library's units."""
+
+    def __init__(self, num_channels=None, channel_dim=1, slope=0.0, taylor=None, weight=None):
+        super().__init__(num_channels, channel_dim)
+        self.slope, self.taylor = slope, slope if taylor is None else taylor
+        if weight is not None:  # a learnable parameter, as PReLU / MPELU have
+            self.weight = nn.Parameter(torch.full((num_channels,), weight))
+
+    @property
+    def he_slope(self) -> float:
+        return self.slope
+
+    @property
+    def taylor_slope(self) -> float:
+        return self.taylor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.leaky_relu(x, self.slope)
+
+
+class OneLayer(nn.Module):
+    def __init__(self, unit: Activation | None) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(64, 128, 3)
+        self.unit = unit
+        nn.init.ones_(self.conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) if self.unit is None else self.unit(self.conv(x))
+
+    def weight_layers(self) -> list[tuple[nn.Module, Activation | None]]:
+        return [(self.conv, self.unit)]
+
+
+def tiny(name: str, act=None, **options) -> nn.Module:
+    act = act or functools.partial(activations.build, "relu")
+    small = {
+        "nin": {"widths": [12] * 8},
+        "plainnet": {"depth": 8, "widths": [8, 12, 16], "stage_convs": [1, 2], "fc_widths": [12]},
+    }
+    return build_model(name, act, num_outputs=10, in_channels=3, **small[name], **options)
+
+
+def layer_outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every weight layer's output on ``x`` in eval mode, in forward order."""
+    outputs: list[torch.Tensor] = []
+    for layer, _ in model.weight_layers():
+        layer.register_forward_hook(lambda m, i, out: outputs.append(out.detach()))
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    return outputs
+
+
+def assert_std(weight: torch.Tensor, expected: float, rel: float = 0.02) -> None:
+    assert weight.std().item() == pytest.approx(expected, rel=rel)
+    assert abs(weight.mean().item()) < 0.05 * expected
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("slope", [0.0, 0.25, None])
+def test_he_std_is_gain_over_root_n(mode, slope):
+    model = OneLayer(None if slope is None else Leaky(slope=slope))
+    initialize(model, f"he_{mode}")
+    gain = 1.0 if slope is None else math.sqrt(2 / (1 + slope**2))  # no unit: linear, gain 1
+    assert_std(model.conv.weight, gain / math.sqrt(FANS[mode]))
+    assert not model.conv.bias.any()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_taylor_with_alpha_beta_one_gives_root_one_over_n(mode):
+    model = OneLayer(Leaky(slope=0.0, taylor=1.0))  # He would use slope 0; Taylor must use 1
+    initialize(model, "taylor", mode=mode)
+    assert_std(model.conv.weight, math.sqrt(1 / FANS[mode]))
+    assert not model.conv.bias.any()
+
+
+def test_taylor_counts_fan_in_by_default():
+    model = OneLayer(Leaky(taylor=0.5))
+    initialize(model, "taylor")
+    assert_std(model.conv.weight, math.sqrt(2 / (FAN_IN * (1 + 0.5**2))))
+
+
+@pytest.mark.skipif("mpelu" not in activations.names(), reason="mpelu is not registered yet")
+def test_taylor_with_the_library_mpelu():
+    model = OneLayer(activations.build("mpelu", 128, alpha=1.0, beta=1.0))
+    initialize(model, "taylor")
+    assert_std(model.conv.weight, math.sqrt(1 / FAN_IN))
+
+
+def test_xavier_is_glorot_uniform():
+    model = OneLayer(Leaky(slope=0.25))  # the unit does not matter to Xavier
+    initialize(model, "xavier")
+    bound = math.sqrt(6 / (FAN_IN + FAN_OUT))
+    assert model.conv.weight.abs().max().item() <= bound
+    assert_std(model.conv.weight, bound / math.sqrt(3))
+    assert not model.conv.bias.any()
+
+
+def test_gaussian_defaults_to_the_nin_std():
+    model = OneLayer(Leaky())
+    initialize(model, "gaussian")
+    assert_std(model.conv.weight, 0.05)
+    assert not model.conv.bias.any()
+    initialize(model, "gaussian", std=0.01)
+    assert_std(model.conv.weight, 0.01)
+
+
+def test_uniform_covers_weights_and_biases_but_not_unit_parameters():
+    model = tiny("nin", act=functools.partial(Leaky, weight=0.25))
+    initialize(model, "uniform", a=0.1)
+    units = activations.activation_parameters(model)
+    assert units and all((p == 0.25).all() for p in units)
+    unit_ids = {id(p) for p in units}
+    others = [p for p in model.parameters() if id(p) not in unit_ids]
+    values = torch.cat([p.detach().flatten() for p in others])
+    assert values.abs().max().item() <= 0.1
+    assert values.abs().max().item() > 0.099  # spread over the whole interval
+    assert values.mean().abs().item() < 0.005  # U(-0.1, 0.1) over ~90k values: sd of mean 2e-4
+    biases = torch.cat([layer.bias.detach() for layer, _ in model.weight_layers()])
+    assert biases.abs().min().item() > 0  # biases are drawn too, not zeroed
+
+
+def test_default_leaves_pytorch_init_alone():
+    model = tiny("plainnet")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    initialize(model, "default")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["nin", "plainnet"])
+def test_lsuv_gives_unit_output_variance_on_the_probe(name):
+    torch.manual_seed(0)
+    model = tiny(name)
+    model.train()
+    probe = torch.randn(16, 3, 32, 32)
+    initialize(model, "lsuv", probe=probe, tol=0.05)
+    assert model.training  # the mode is restored
+    variances = [out.var().item() for out in layer_outputs(model, probe)]
+    assert len(variances) == len(model.weight_layers())
+    assert all(abs(v - 1) < 0.05 for v in variances), variances
+
+
+def test_lsuv_starts_from_orthonormal_weights():
+    model = tiny("nin")
+    initialize(model, "lsuv", probe=torch.randn(8, 3, 32, 32))
+    weight = model.weight_layers()[1][0].weight.detach().flatten(1)  # 12 rows of 12: square
+    gram = weight @ weight.T
+    scale = gram.diagonal().mean()
+    assert torch.allclose(gram / scale, torch.eye(len(gram)), atol=1e-5)
+
+
+class Recurrent(nn.Module):
+    """Applies ``step`` at each of 3 steps, and ``fused`` only through its weight (no hook fires),
+    as a GRU does with its input and recurrent projections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step, self.fused = nn.Linear(16, 16), nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros_like(x[0])
+        for t in range(len(x)):
+            h = torch.tanh(self.step(x[t]) + nn.functional.linear(h, self.fused.weight))
+        return h
+
+    def weight_layers(self) -> list[tuple[nn.Module, Activation | None]]:
+        return [(self.step, None), (self.fused, None)]
+
+
+def test_lsuv_pools_repeated_calls_and_leaves_unhooked_layers_orthonormal():
+    model = Recurrent()
+    probe = 3 * torch.randn(3, 64, 16)
+    initialize(model, "lsuv", probe=probe, tol=0.01)
+    step_outputs = torch.stack([model.step(x) for x in probe]).detach()
+    assert step_outputs.var().item() == pytest.approx(1, abs=0.01)
+    fused = model.fused.weight.detach()
+    assert torch.allclose(fused @ fused.T, torch.eye(16), atol=1e-5)
+
+
+def test_lsuv_needs_a_probe():
+    with pytest.raises(ValueError, match="lsuv' needs a probe batch"):
+        initialize(tiny("nin"), "lsuv")
+
+
+def test_deep_plain_relu_net_under_he_keeps_its_signal_where_xavier_loses_it():
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 32, 32)
+    model = build_model(
+        "plainnet", functools.partial(activations.build, "relu"), num_outputs=10, in_channels=3
+    )
+    initialize(model, "he_fan_in")
+    stds = [out.std().item() for out in layer_outputs(model, x)]
+    assert len(stds) == 30 and all(math.isfinite(s) for s in stds)
+    assert all(0.1 < s < 10 for s in stds), stds  # He: every layer's output stays O(1)
+    initialize(model, "xavier")  # gain 1 for ReLU halves the power every layer
+    convs = [out.std().item() for out in layer_outputs(model, x)][:27]
+    assert convs[-1] < 1e-2 * convs[0]
+
+
+def test_unknown_names_and_options_list_the_choices():
+    with pytest.raises(ValueError, match="unknown init 'msra'; choose from: default, gaussian"):
+        initialize(OneLayer(None), "msra")
+    with pytest.raises(ValueError, match="init 'he_fan_in' has no option 'std'; valid: \\(none\\)"):
+        initialize(OneLayer(None), "he_fan_in", std=0.1)
+    with pytest.raises(ValueError, match="mode='fan' is not allowed; choose from: fan_in"):
+        initialize(OneLayer(None), "taylor", mode="fan")
+
+
+def test_every_init_has_a_config_with_the_code_defaults():
+    files = sorted(CONFIGS.glob("*.yaml"))
+    assert sorted(f.stem for f in files) == INITS.names()
+    for path in files:
+        config = yaml.safe_load(path.read_text())
+        assert config.pop("name") == path.stem
+        assert config == INITS.options(path.stem, fixed=("model", "probe")), path.name
