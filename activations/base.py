@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -16,6 +17,10 @@ class Activation(nn.Module):
     Subclasses that change the channel count override ``out_channels``; subclasses with a
     negative-side slope override ``he_slope`` / ``taylor_slope`` so inits need no name lookups.
     """
+
+    #: True for units with a fused fast path whose plain-autograd twin the ``reference``
+    #: backend runs instead (see ``activations.backend``).
+    fast_path: ClassVar[bool] = False
 
     def __init__(self, num_channels: int | None = None, channel_dim: int = 1) -> None:
         super().__init__()

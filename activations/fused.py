@@ -244,7 +244,9 @@ class _RReLU(torch.autograd.Function):
         return g * slope, None, None, None
 
 
-def mpelu(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, channel_dim: int) -> torch.Tensor:
+def mpelu(
+    x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, channel_dim: int
+) -> torch.Tensor:
     """MPELU fast path; ``alpha``/``beta`` are (C,) or shared (1,)."""
     return _MPELU.apply(x, alpha, beta, channel_dim)
 

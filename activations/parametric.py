@@ -61,6 +61,8 @@ class MPELU(Activation):
     channel). The fast path is ``fused.mpelu``; ``reference`` is its plain-autograd twin.
     """
 
+    fast_path = True
+
     def __init__(
         self,
         num_channels: int | None = None,
@@ -105,6 +107,8 @@ class TLU(Activation):
     one per channel unless ``channelwise=False``. The fast path is ``fused.tlu``;
     ``reference`` is its plain-autograd twin.
     """
+
+    fast_path = True
 
     def __init__(
         self,

@@ -92,6 +92,8 @@ class RReLU(Activation):
     Every backend draws the same a from the same generator state.
     """
 
+    fast_path = True
+
     def __init__(
         self,
         num_channels: int | None = None,
@@ -101,7 +103,9 @@ class RReLU(Activation):
     ) -> None:
         super().__init__(num_channels, channel_dim)
         if not 0 < float(lower) <= float(upper):
-            raise ValueError(f"rrelu needs 0 < lower <= upper, got lower={lower!r}, upper={upper!r}")
+            raise ValueError(
+                f"rrelu needs 0 < lower <= upper, got lower={lower!r}, upper={upper!r}"
+            )
         self.lower = float(lower)
         self.upper = float(upper)
         self.generator: torch.Generator | None = None

@@ -36,7 +36,7 @@ class Tanh(Pointwise):
 
 @register("selu")
 class SELU(Pointwise):
-    """lambda * (x if x > 0 else alpha (e^x - 1)), Klambauer et al. 2017's self-normalising constants."""
+    """lambda (x if x > 0 else alpha (e^x - 1)) with Klambauer et al. 2017's fixed constants."""
 
     fn = staticmethod(F.selu)
 

@@ -99,16 +99,16 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def truncate_csv(path: Path, last_step: int) -> None:
-    """Drop rows after ``last_step`` (and a torn last line from a killed writer)."""
+    """Drop rows after ``last_step``, and a torn last line left by a killed writer."""
     if not path.exists():
         return
-    with open(path, newline="", encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    header, body = lines[0], [line for line in lines[1:] if line]
-    if body and not lines[-1] == "":  # the last row was being written when the run died
-        body = body[:-1]
-    kept = [line for line in body if int(line.split(",", 1)[0]) <= last_step]
-    atomic_write_text(path, "\n".join([header, *kept]) + "\n")
+    text = path.read_text(encoding="utf-8")
+    lines = text[: text.rfind("\n") + 1].splitlines()  # whole lines only
+    if not lines:
+        path.unlink()
+        return
+    kept = [line for line in lines[1:] if int(line.split(",", 1)[0]) <= last_step]
+    atomic_write_text(path, "\n".join([lines[0], *kept]) + "\n")
 
 
 class RunDir:
@@ -134,7 +134,7 @@ class RunDir:
         atomic_write_text(self.summary, json.dumps(summary, indent=2, sort_keys=False) + "\n")
 
     def clear(self) -> None:
-        """Remove the outputs of an earlier attempt (the saved config is rewritten by the caller)."""
+        """Remove an earlier attempt's outputs (the caller rewrites the saved config)."""
         for name in self.OUTPUTS:
             target = self.path / name
             if target.is_dir():

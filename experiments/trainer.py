@@ -358,7 +358,8 @@ class Trainer:
         if cfg.grad_clip_norm is not None:
             return torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip_norm)
         if cfg.log_grad_norm:
-            return torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+            grads = [p.grad for p in self.params if p.grad is not None]
+            return torch.nn.utils.get_total_norm(grads)
         return None
 
     def _accumulate(self, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> None:

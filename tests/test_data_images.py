@@ -187,6 +187,7 @@ def test_val_split_depends_on_the_run_seed(tmp_path: Path) -> None:
         ({"batch_size": 500}, "batch_size 500 exceeds the 180 training images"),
         ({"eval_batch_size": -1}, "eval_batch_size"),
         ({"train_size": 0}, "train_size"),
+        ({"augment": "false"}, "augment must be true or false, got 'false'"),
         (
             {"preprocess": "zca"},
             "unknown preprocess 'zca'; choose from: gcn_zca, none, standardize",
@@ -279,7 +280,7 @@ def gcn_reference(images: torch.Tensor, scale: float = 55.0) -> torch.Tensor:
 
 def test_gcn_zca_whitens_train_to_identity_off_the_constant_direction() -> None:
     images = correlated_images(4000)
-    prep = GcnZca(bias=1e-9)
+    prep = GcnZca(bias=1e-6)
     prep.fit(images)
     white = prep.store(images).reshape(4000, -1).double()
     d = white.shape[1]

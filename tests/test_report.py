@@ -3,23 +3,236 @@ pandas computations straight from the run CSVs (the contract in DESIGN.md)."""
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
-from experiments.report import style
+from experiments.report import figures, style
 from experiments.report.callback import ReportCallback
 from experiments.report.claims import judge, parse_claim
 from experiments.report.groups import group_runs, select
 from experiments.report.published import PUBLISHED_DIR, TAGS, available, load, parse
-from experiments.report.runs import ReportError, Run
+from experiments.report.runs import ReportError, Run, find_runs
+from experiments.report.tables import compare
 
 ROOT = Path(__file__).resolve().parents[1]
+STATS = ("final_val", "best_val", "final_test", "final_train_loss", "steps", "time_s")
+
+# ---------------------------------------------------------------------------------------------
+# Real tiny runs: two sweeps of the trainer into one study directory
+
+
+@dataclass
+class Study:
+    root: Path  # the study directory (results/<experiment>)
+    report: Path  # written by the end-of-sweep callback
+    report_after_first_sweep: bool
+
+
+def _sweep(results: Path, *overrides: str) -> None:
+    tiny = [
+        f"paths.results_dir={results}",
+        "experiment_name=tiny",
+        "dataset=shapes",
+        "dataset.train_size=64",
+        "dataset.val_size=32",
+        "dataset.test_size=32",
+        "dataset.batch_size=16",
+        "dataset.eval_batch_size=64",
+        "model=nin",
+        "model.widths=[4,4,4,4,4,4,4,4]",
+        "trainer.max_steps=4",
+        "trainer.log_every=1",
+        "trainer.eval_every=2",
+        "trainer.checkpoint_every=null",
+        "trainer.device=cpu",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "-m", *tiny, *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+#: claims as a preset states them; judged from the runs (the test knows the truth from pandas).
+CLAIMS = (
+    "report={claims:["
+    "{text:'relu < elu in train loss',order:['relu lr=0.1','elu lr=0.1'],metric:final_train_loss},"
+    "{text:'elu < relu in train loss',order:['elu lr=0.1','relu lr=0.1'],metric:final_train_loss},"
+    "{text:'relu names two groups',order:[relu,elu],metric:final_train_loss},"
+    "{text:'lr 1e6 diverges',diverges:['lr=1e+06']},"
+    "{text:'lr 1e6 converges',converges:['lr=1e+06']}],"
+    "deviations:['tiny runs on procedural shapes']}"
+)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    """3 activations x 2 seeds (report=false), then one forced divergence (lr 1e6) whose
+    sweep's callback reports the whole directory."""
+    results = tmp_path_factory.mktemp("results")
+    root = results / "tiny"
+    _sweep(results, "activation=relu,elu,prelu", "seed=0,1", "report=false")
+    first = (root / "report").exists()
+    _sweep(results, "activation=relu", "seed=0", "optimizer.lr=1e6", "run_name=relu-lr1e6", CLAIMS)
+    return Study(root=root, report=root / "report", report_after_first_sweep=first)
+
+
+def _expected(root: Path) -> pd.DataFrame:
+    """Per run, the statistics computed directly from its CSVs with pandas."""
+    rows = []
+    for summary in sorted(root.rglob("summary.json")):
+        run = summary.parent
+        cfg = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+        metrics = pd.read_csv(run / "metrics.csv").sort_values("step")
+        evals = pd.read_csv(run / "eval.csv").sort_values("step", kind="stable")
+        val, test = evals[evals["split"] == "val"], evals[evals["split"] == "test"]
+        rows.append(
+            {
+                "group": f"{cfg['activation']['name']} lr={cfg['optimizer']['lr']:.4g}",
+                "status": json.loads(summary.read_text())["status"],
+                "final_val": val["error"].iloc[-1] if len(val) else math.nan,
+                "best_val": val["error"].min(),
+                "final_test": test["error"].iloc[-1] if len(test) else math.nan,
+                "final_train_loss": metrics["train_loss"].iloc[-1],
+                "steps": metrics["step"].iloc[-1],
+                "time_s": metrics["time_s"].iloc[-1],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_sweeps_made_the_runs_and_the_callback_reported(study):
+    runs = _expected(study.root)
+    assert sorted(runs["group"].unique()) == [
+        "elu lr=0.1",
+        "prelu lr=0.1",
+        "relu lr=0.1",
+        "relu lr=1e+06",
+    ]
+    assert (runs["status"] == "diverged").sum() == 1
+    assert (runs.loc[runs["group"] == "relu lr=1e+06", "status"] == "diverged").all()
+    assert not study.report_after_first_sweep  # report=false
+    assert (study.report / "README.md").is_file()  # on by default
+
+
+def test_every_table_value_equals_pandas_from_the_csvs(study):
+    expected = _expected(study.root)
+    done = expected[expected["status"] == "completed"]
+    table = pd.read_csv(study.report / "results.csv").set_index("group")
+    assert sorted(table.index) == sorted(expected["group"].unique())
+    for group, rows in expected.groupby("group"):
+        assert table.loc[group, "runs"] == len(rows)
+        for status in ("completed", "diverged", "failed"):
+            assert table.loc[group, status] == (rows["status"] == status).sum()
+        mine = done[done["group"] == group]
+        for stat in STATS:
+            assert table.loc[group, f"{stat}_n"] == mine[stat].count()
+            for part, value in (("mean", mine[stat].mean()), ("std", mine[stat].std())):
+                assert table.loc[group, f"{stat}_{part}"] == pytest.approx(value, nan_ok=True)
+    # Markdown and LaTeX show the same numbers, errors in percent
+    rows = done[done["group"] == "elu lr=0.1"]
+    test_cell = f"{100 * rows['final_test'].mean():.2f} ± {100 * rows['final_test'].std():.2f} (2)"
+    md_row = next(
+        line
+        for line in (study.report / "results.md").read_text().splitlines()
+        if line.startswith("| elu lr=0.1 |")
+    )
+    assert test_cell in md_row.split(" | ")
+    assert test_cell.replace("±", r"$\pm$") in (study.report / "results.tex").read_text()
+    per_run = pd.read_csv(study.report / "runs.csv")
+    assert sorted(per_run["final_train_loss"].dropna()) == pytest.approx(
+        sorted(expected["final_train_loss"].dropna())
+    )
+
+
+def test_every_figure_exists_and_is_not_empty(study):
+    page = (study.report / "README.md").read_text()
+    stems = re.findall(r"!\[[^\]]*\]\(([^)]+)\.png\)", page)
+    assert {"train_loss_step", "train_loss_time", "val_error_step"} <= set(stems)
+    for stem in stems:
+        for suffix in (".png", ".pdf"):
+            assert (study.report / f"{stem}{suffix}").stat().st_size > 1000
+
+
+def test_the_diverged_run_is_marked(study):
+    runs, _ = find_runs([study.root])
+    groups, _ = group_runs(runs)
+    diverged = next(g for g in groups if g.label == "relu lr=1e+06")
+    metrics = pd.read_csv(diverged.runs[0].path / "metrics.csv")
+    assert not math.isfinite(metrics["train_loss"].iloc[-1])  # NaN/inf: drawn on the top edge
+    fig = figures.plot_curves(groups, lambda r: r.metrics, x="step", y="train_loss", ylabel="l")
+    marks = [
+        line
+        for line in fig.axes[0].lines
+        if line.get_marker() == "x" and line.get_color() == diverged.color
+    ]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    top = fig.axes[0].get_ylim()[1]
+    plt.close(fig)
+    assert [list(m.get_xdata()) for m in marks] == [[metrics["step"].iloc[-1]]]
+    assert marks[0].get_ydata()[0] == pytest.approx(top)
+    assert "relu lr=1e+06 (n=0, 1 diverged)" in legend and "diverged" in legend
+    results = (study.report / "results.md").read_text()
+    assert "| relu lr=1e+06 | 0/1, 1 diverged |" in results
+    assert (
+        "| relu-lr1e6 | relu lr=1e+06 | 0 | diverged |" in (study.report / "README.md").read_text()
+    )
+
+
+def _verdicts(page: str) -> dict[str, str]:
+    rows = [line.split(" | ") for line in page.splitlines() if "| **" in line]
+    return {row[0].lstrip("| "): row[1].strip("*") for row in rows}
+
+
+def test_claims_from_the_preset_are_judged_both_ways(study):
+    expected = _expected(study.root)
+    done = expected[expected["status"] == "completed"].groupby("group")["final_train_loss"]
+    relu_first = done.mean()["relu lr=0.1"] < done.mean()["elu lr=0.1"]
+    verdicts = _verdicts((study.report / "README.md").read_text())
+    assert verdicts["relu < elu in train loss"] == ("held" if relu_first else "did not hold")
+    assert verdicts["elu < relu in train loss"] == ("did not hold" if relu_first else "held")
+    assert verdicts["relu names two groups"] == "ambiguous"
+    assert verdicts["lr 1e6 diverges"] == "held"
+    assert verdicts["lr 1e6 converges"] == "did not hold"
+    assert "- tiny runs on procedural shapes" in (study.report / "README.md").read_text()
+
+
+def test_cli_options_give_time_axes_smoothing_and_log_scale(study, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "report.py"),
+            str(study.root),
+            "--x",
+            "time",
+            "--smooth",
+            "2",
+            "--logy",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "val_error_time.png").stat().st_size > 1000
+    assert "trailing mean over 2 logged points" in (tmp_path / "README.md").read_text()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,6 +331,58 @@ def test_outcome_claims_and_missing_groups():
     assert verdict({"diverges": ["elu"]}) == "did not hold"
     assert verdict({"diverges": ["mpelu"]}) == "not enough runs"
     assert verdict({"order": ["elu", "relu"], "metric": "final_train_loss"}) == "not enough runs"
+
+
+def _with_test_error(run: Run, errors: list[float]) -> Run:
+    run.evals = pd.DataFrame(
+        {"step": 1, "epoch": 1, "time_s": 1.0, "split": "test", "loss": 1.0, "error": errors}
+    )
+    return run
+
+
+def test_published_values_meet_only_the_same_setup():
+    nin10 = {"model.name": "nin", "dataset.name": "cifar10"}
+    runs = [
+        _with_test_error(_run({"activation.name": "relu", "seed": s, **nin10}), [e])
+        for s, e in ((0, 0.13), (1, 0.15))
+    ]
+    runs.append(_with_test_error(_run({"activation.name": "rrelu", **nin10}), [0.11]))
+    groups, _ = group_runs(runs)
+    found = compare(groups, load("xu2015_rrelu"), "error")
+    assert [(c.group.label, c.published.value) for c in found] == [
+        ("relu", 0.1245),
+        ("rrelu", 0.1119),
+    ]
+    assert found[0].difference == pytest.approx((0.13 + 0.15) / 2 - 0.1245)
+    assert compare(groups, load("xu2015_rrelu"), "bpc") == []  # a metric we do not measure
+    for run in runs:
+        run.config["dataset.name"] = "shapes"
+    assert compare(group_runs(runs)[0], load("xu2015_rrelu"), "error") == []
+    stalled = _run(
+        {
+            "activation.name": "relu",
+            "model.name": "plainnet",
+            "model.depth": 30,
+            "init.name": "xavier",
+        },
+        losses=[2.3, 2.3],
+    )
+    (verdict,) = compare(group_runs([stalled])[0], load("he2015_prelu"), "error")
+    assert (verdict.ours, verdict.difference) == ("0/1 converged", "agrees")
+
+
+def test_unfinished_runs_are_labelled_in_figures():
+    runs = [
+        _run({"activation.name": "elu"}),
+        _run({"activation.name": "relu"}, status="running", losses=[2.0, 1.5, 1.2]),
+    ]
+    groups, _ = group_runs(runs)
+    fig = figures.plot_curves(groups, lambda r: r.metrics, x="step", y="train_loss", ylabel="l")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    plt.close(fig)
+    assert texts == ["running"]
+    assert legend == ["elu (n=1)", "relu (n=0, 1 running)"]
 
 
 @pytest.mark.parametrize(

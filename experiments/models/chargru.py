@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from activations import Activation
 from experiments.models import ActivationFactory, register_model
@@ -117,6 +118,7 @@ class _Recurrence(torch.autograd.Function):
         return out, out[-1].clone(), hproj
 
     @staticmethod
+    @once_differentiable
     def backward(
         ctx: Any, dout: torch.Tensor, dlast: torch.Tensor, _: torch.Tensor
     ) -> tuple[Any, ...]:
@@ -223,12 +225,23 @@ class GRULayer(nn.Module):
             nn.init.uniform_(p, -bound, bound)
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (T, B, in), h0 (B, H) -> hidden sequence (T, B, H), last hidden state (B, H)."""
+        """x (T, B, in), h0 (B, H) -> hidden sequence (T, B, H), last hidden state (B, H).
+
+        Under autocast the input projection follows it, but the recurrence runs in the
+        weights' own precision: its hand-written kernels take one dtype throughout.
+        """
         xp = self.ih(x)
-        params = tuple(self.act.parameters())
-        out, last, hproj = _Recurrence.apply(
-            self.variant, self.act, xp, h0, self.hh.weight, self.hh.bias, *params
-        )
+        dtype = self.hh.weight.dtype
+        with torch.autocast(xp.device.type, enabled=False):
+            out, last, hproj = _Recurrence.apply(
+                self.variant,
+                self.act,
+                xp.to(dtype),
+                h0.to(dtype),
+                self.hh.weight,
+                self.hh.bias,
+                *self.act.parameters(),
+            )
         # For hooks only: each step's recurrent input is the previous hidden state (the
         # charrnn candidate block's is r * h).
         self.hh(torch.cat([h0.unsqueeze(0), out[:-1].detach()]), computed=hproj)

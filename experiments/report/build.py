@@ -12,6 +12,13 @@ from experiments.report.groups import Group, group_runs
 from experiments.report.runs import ReportError, Run, find_runs
 from experiments.report.settings import report_settings
 
+#: how each x axis reads in a caption.
+_X_WORDS = {
+    "step": "steps",
+    "epoch": "epochs",
+    "time_s": "training wall-clock seconds (each step at its mean time over seeds)",
+}
+
 
 def _figures(
     runs: list[Run],
@@ -25,43 +32,45 @@ def _figures(
 ) -> list[figures.Figure]:
     metric = next((r.metric for r in runs if r.metric), None)
     smoothed = f", trailing mean over {smooth} logged points" if smooth > 1 else ""
-    made = []
-    for axis in ("step", "time_s"):
-        stem = out / f"train_loss_{axis.removesuffix('_s')}"
-        fig = figures.plot_curves(
-            groups,
+    curves = [
+        (
+            f"train_loss_{axis.removesuffix('_s')}",
             lambda r: r.metrics,
-            x=axis,
-            y="train_loss",
-            ylabel="training loss (nats)",
-            smooth=smooth,
-            logy=logy,
+            axis,
+            "train_loss",
+            "training loss (nats)",
+            1.0,
+            smooth,
+            smoothed,
         )
-        style.save(fig, str(stem))
-        made.append(
-            figures.Figure(
-                stem,
-                f"Training loss against {'wall-clock seconds' if axis == 'time_s' else 'steps'}"
-                f" (mean ± 1 std over seeds{smoothed}; x = diverged)",
+        for axis in ("step", "time_s")
+    ]
+    if metric:
+        ylabel = "validation error (%)" if metric == "error" else "validation bits per character"
+        scale = 100.0 if metric == "error" else 1.0
+        curves.append(
+            (
+                f"val_{metric}_{x}",
+                lambda r: r.evals[r.evals["split"] == "val"],
+                figures.X_AXES[x],
+                metric,
+                ylabel,
+                scale,
+                1,
+                "",
             )
         )
-    if metric:
-        column = figures.X_AXES[x]
-        stem = out / f"val_{metric}_{x}"
-        scale = 100.0 if metric == "error" else 1.0
-        ylabel = "validation error (%)" if metric == "error" else "validation bits per character"
+    made = []
+    for name, frame_of, axis, y, ylabel, scale, window, note in curves:
         fig = figures.plot_curves(
-            groups,
-            lambda r: r.evals[r.evals["split"] == "val"],
-            x=column,
-            y=metric,
-            ylabel=ylabel,
-            scale=scale,
-            logy=logy,
+            groups, frame_of, x=axis, y=y, ylabel=ylabel, scale=scale, smooth=window, logy=logy
         )
-        style.save(fig, str(stem))
-        caption = f"{ylabel.capitalize()} against {x} (mean ± 1 std over seeds; x = diverged)"
-        made.append(figures.Figure(stem, caption))
+        style.save(fig, str(out / name))
+        caption = (
+            f"{ylabel[0].upper()}{ylabel[1:]} against {_X_WORDS[axis]}: mean ± 1 std over "
+            f"completed seeds{note}; thin lines are single unfinished runs, x = diverged"
+        )
+        made.append(figures.Figure(out / name, caption))
     logged = figures.diagnostic_steps(groups)
     if logged:
         steps = list(diag_steps) if diag_steps else sorted({logged[0], logged[-1]})

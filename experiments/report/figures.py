@@ -2,10 +2,10 @@
 
 Every figure of a report draws a group with the same colour and line style (set once by
 ``groups.group_runs``). Bands and means use completed runs only; every other run is drawn
-on its own as a thin line: a diverged run ends in an ``x`` at its last finite point, a
-failed, interrupted or still-running run ends in its status written out. When the
-completed runs fix the y range, a diverged curve that shoots off the axes is cut there and
-its ``x`` sits on the edge.
+on its own as a thin line: a diverged run ends in an ``x`` at its last logged step (at the
+top edge when its last value is NaN or inf), a failed, interrupted or still-running run
+ends in its status written out. When the completed runs fix the y range, a diverged curve
+that shoots off the axes is cut there and its ``x`` sits on the edge.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ _DIAG_NAMES = {
     "std": "output std",
     "grad_norm": "weight gradient norm",
 }
-_GRID_POINTS = 200
 _HEIGHT = 2.4
 
 
@@ -47,8 +46,9 @@ class Figure:
 
 
 def _run_curve(frame: pd.DataFrame, x: str, y: str, smooth: int) -> pd.DataFrame:
-    """Finite (x, y) points of one run, y smoothed by a trailing mean over ``smooth`` points."""
-    curve = frame[[x, y]].astype(float)
+    """Finite (step, x, y) rows of one run, y smoothed by a trailing mean over ``smooth`` rows."""
+    columns = list(dict.fromkeys(["step", x, y]))
+    curve = frame[columns].astype(float)
     curve = curve[np.isfinite(curve).all(axis=1)].reset_index(drop=True)
     if smooth > 1:
         curve[y] = curve[y].rolling(smooth, min_periods=1).mean()
@@ -56,22 +56,17 @@ def _run_curve(frame: pd.DataFrame, x: str, y: str, smooth: int) -> pd.DataFrame
 
 
 def aggregate(curves: list[pd.DataFrame], x: str, y: str) -> pd.DataFrame:
-    """Mean, std and n of y over runs at each x.
+    """Mean, std and n of y over runs at each logged step, placed at the runs' mean x there.
 
-    Steps and epochs are shared by replicate runs and are matched exactly; wall-clock times
-    are not, so each run is interpolated onto a common grid spanning the times all reached.
+    Replicates log the same steps (and epochs), so matching on the step is exact; their
+    wall-clock times differ, and the mean time of a step is where its mean loss is drawn,
+    so every run counts along the whole curve instead of only where all times overlap.
     """
-    if x != "time_s" or len(curves) == 1:
-        stacked = pd.concat(curves, ignore_index=True)
-        out = stacked.groupby(x)[y].agg(["mean", "std", "count"]).reset_index()
-        return out.rename(columns={"count": "n"})
-    lo = max(float(c[x].min()) for c in curves)
-    hi = min(float(c[x].max()) for c in curves)
-    grid = np.linspace(lo, hi, _GRID_POINTS) if hi > lo else np.array([hi])
-    values = np.vstack([np.interp(grid, c[x], c[y]) for c in curves])
-    return pd.DataFrame(
-        {x: grid, "mean": values.mean(0), "std": values.std(0, ddof=1), "n": len(curves)}
-    )
+    stacked = pd.concat(curves, ignore_index=True)
+    by_step = stacked.groupby("step")
+    out = by_step[y].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
+    out[x] = out.index if x == "step" else by_step[x].mean()
+    return out.reset_index(drop=True)
 
 
 def _legend_label(group: Group) -> str:
@@ -130,13 +125,17 @@ def plot_curves(
                 loose.append((g, run, curve))
     limits = _limits(core, logy)
     for g, run, curve in loose:
-        (line,) = ax.plot(
-            curve[x], curve[y] * scale, color=g.color, linestyle=g.linestyle, lw=0.7, alpha=0.8
-        )
-        handles.setdefault(g.label, line)
-        end_x, end_y = float(curve[x].iloc[-1]), float(curve[y].iloc[-1]) * scale
+        xs, ys = list(curve[x]), list(curve[y] * scale)
+        logged = frame_of(run)[[x, y]].dropna(subset=[x])
+        if run.status == "diverged" and not np.isfinite(float(logged[y].iloc[-1])):
+            # the loss blew up (NaN/inf) after the last finite point: go to where it ended
+            xs.append(float(logged[x].iloc[-1]))
+            ys.append(limits[1] if limits else ys[-1])
+        end_x, end_y = xs[-1], ys[-1]
         if limits:
             end_y = min(max(end_y, limits[0]), limits[1])
+        (line,) = ax.plot(xs, ys, color=g.color, linestyle=g.linestyle, lw=0.7, alpha=0.8)
+        handles.setdefault(g.label, line)
         if run.status == "diverged":
             ax.plot([end_x], [end_y], marker="x", color=g.color, ms=6, mew=1.5, clip_on=False)
         else:

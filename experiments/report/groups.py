@@ -70,7 +70,8 @@ def format_value(value: Any) -> str:
     return str(value).replace(" ", "_")
 
 
-def _ignored(key: str, run: Run) -> bool:
+def ignored(key: str, run: Run) -> bool:
+    """Keys that differ per run by construction: never a grouping variable."""
     if key.split(".")[0] in IGNORED_TOP_KEYS or key.rsplit(".", 1)[-1] == "seed":
         return True
     return bool(_SEED_REF.search(str(run.raw.get(key, ""))))
@@ -78,7 +79,7 @@ def _ignored(key: str, run: Run) -> bool:
 
 def differing_keys(runs: list[Run]) -> list[str]:
     """Config keys (dotted) whose values are not the same in every run, sorted."""
-    keys = sorted({k for run in runs for k in run.config if not _ignored(k, run)})
+    keys = sorted({k for run in runs for k in run.config if not ignored(k, run)})
     return [
         k for k in keys if len({repr(canonical(run.config.get(k, ABSENT))) for run in runs}) > 1
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import pandas as pd
 
 from experiments.report.claims import Verdict
 from experiments.report.figures import Figure
-from experiments.report.groups import IGNORED_TOP_KEYS, Group, canonical, format_value
+from experiments.report.groups import Group, ignored
 from experiments.report.published import TAGS, Published
 from experiments.report.runs import Run
 from experiments.report.stats import RUN_STATS
@@ -23,8 +24,18 @@ _TAG_MEANING = {
     "MEM": "from memory of the paper, not checked against it: treat as unverified",
     "DER": "computed from values read elsewhere",
 }
-#: summary.json keys that differ per run by nature; never listed as shared provenance.
-_PER_RUN_SUMMARY = ("status", "steps", "wall_time", "time", "final", "best", "diverged", "metric")
+#: summary.json keys saying where and with what the runs ran (the rest is per-run results).
+PROVENANCE = (
+    "device",
+    "device_name",
+    "threads",
+    "precision",
+    "versions",
+    "git_commit",
+    "git_dirty",
+    "data",
+    "stop_reason",
+)
 
 
 @dataclass
@@ -46,21 +57,31 @@ class Index:
     skipped: list[str]
 
 
-def _shared(
-    records: list[dict[str, Any]], skip: tuple[str, ...] = (), per_run: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    """Keys with one value in every record (flattened), minus skipped top-level keys and keys
-    containing a ``per_run`` word."""
-    flat = [pd.json_normalize(r, sep=".").iloc[0].to_dict() if r else {} for r in records]
-    keys = sorted(set().union(*flat)) if flat else []
-    out = {}
-    for key in keys:
-        if key.split(".")[0] in skip or any(p in key for p in per_run):
-            continue
-        values = {repr(canonical(f.get(key))) for f in flat}
-        if len(values) == 1:
-            out[key] = flat[0].get(key)
-    return out
+def _display(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
+def _distinct(values: list[Any]) -> str:
+    """One value, or each distinct value with how many runs had it."""
+    counts = Counter(_display(v) for v in values)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return "; ".join(f"{v} ({n} run{'s' * (n > 1)})" for v, n in counts.most_common())
+
+
+def _by_section(values: dict[str, str]) -> list[str]:
+    """``- `section`: key=value, ...`` lines, one per top-level key."""
+    sections: dict[str, list[str]] = {}
+    for key, value in values.items():
+        top, _, rest = key.partition(".")
+        sections.setdefault(top, []).append(f"{rest}={value}" if rest else value)
+    return [f"- `{top}`: {', '.join(items)}" for top, items in sections.items()]
 
 
 def _what_was_run(ix: Index) -> list[str]:
@@ -81,32 +102,31 @@ def _what_was_run(ix: Index) -> list[str]:
         [
             {
                 "group": g.label,
-                **{k: format_value(g.settings[k]) if k in g.settings else "–" for k in ix.keys},
+                **{k: _display(g.settings[k]) if k in g.settings else "–" for k in ix.keys},
                 "seeds": ", ".join(map(str, g.seeds)),
             }
             for g in ix.groups
         ]
     )
+    first = ix.runs[0]
+    shared = {
+        k: _display(v)
+        for k, v in sorted(first.config.items())
+        if k not in ix.keys and not ignored(k, first)
+    }
     lines += [markdown(table), "Settings shared by every run (resolved config):", ""]
-    config = _shared([_unflat(r.config) for r in ix.runs], IGNORED_TOP_KEYS)
-    lines += [f"- `{k}`: {format_value(v)}" for k, v in config.items()]
-    provenance = _shared([r.summary for r in ix.runs], per_run=_PER_RUN_SUMMARY)
-    if provenance:
-        lines += ["", "Shared by every run's summary.json (device, versions, code, data):", ""]
-        lines += [f"- `{k}`: {format_value(v)}" for k, v in provenance.items()]
+    lines += _by_section(shared)
+    summaries = [pd.json_normalize(r.summary, sep=".").iloc[0].to_dict() for r in ix.runs]
+    keys = sorted({k for s in summaries for k in s if k.split(".")[0] in PROVENANCE})
+    provenance = {}
+    for key in keys:
+        values = [s.get(key) for s in summaries]
+        # statistics fitted on each seed's split (standardisation means, ...) are not provenance
+        if key.startswith("data.") and len({_display(v) for v in values}) > 1:
+            continue
+        provenance[key] = _distinct(values)
+    lines += ["", "Where and with what they ran (summary.json):", "", *_by_section(provenance)]
     return [*lines, ""]
-
-
-def _unflat(flat: dict[str, Any]) -> dict[str, Any]:
-    """Back to nested form, so _shared can flatten runs uniformly."""
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = nested
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return nested
 
 
 def _figures(ix: Index) -> list[str]:

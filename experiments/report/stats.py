@@ -20,15 +20,15 @@ RUN_STATS: dict[str, str] = {
     "final_val": "validation metric at the last validation evaluation",
     "best_val": "lowest validation metric over all validation evaluations",
     "final_test": "test metric at the last test evaluation",
-    "final_train_loss": "training loss at the last logged step",
+    "final_train_loss": "training loss at the last logged step (NaN after a divergence)",
     "steps": "last logged training step",
     "time_s": "training wall time (s, evaluation excluded) at the last logged step",
 }
 
 
 def _last(frame: pd.DataFrame, column: str) -> float:
-    values = frame[column].dropna() if column in frame.columns else pd.Series(dtype=float)
-    return float(values.iloc[-1]) if len(values) else math.nan
+    """The column's value in the last row (NaN when there is none, or it is NaN)."""
+    return float(frame[column].iloc[-1]) if column in frame.columns and len(frame) else math.nan
 
 
 def run_stats(run: Run) -> dict[str, float]:

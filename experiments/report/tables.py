@@ -29,6 +29,13 @@ _TITLES = {
 }
 
 
+def title(stat: str, eval_metric: str | None) -> str:
+    """Column heading; eval-metric columns say their unit: 'final val (%)', 'final val (bpc)'."""
+    if stat in ("final_val", "best_val", "final_test"):
+        return f"{_TITLES[stat]} ({'%' if eval_metric == 'error' else eval_metric})"
+    return _TITLES[stat]
+
+
 @dataclass(frozen=True)
 class Comparison:
     """Our value next to one published value."""
@@ -103,10 +110,7 @@ def results_frames(
         mine = [c for c in comparisons if c.group is g]
         row = {"group": g.label, "runs": runs_cell(g)}
         for stat in _SHOWN:
-            title = _TITLES[stat]
-            if stat in ("final_val", "best_val", "final_test"):
-                title += " (%)" if eval_metric == "error" else f" ({eval_metric})"
-            row[title] = formatting.mean_std(
+            row[title(stat, eval_metric)] = formatting.mean_std(
                 r[f"{stat}_mean"], r[f"{stat}_std"], r[f"{stat}_n"], stat, eval_metric
             )
         row["published"] = "; ".join(_published_text(c, eval_metric) for c in mine) or "–"
@@ -153,7 +157,9 @@ def runs_frames(groups: list[Group], eval_metric: str | None) -> tuple[pd.DataFr
     raw = runs_frame(groups)
     shown = raw[["run", "group", "seed", "status"]].copy()
     for stat in ("final_val", "final_test", "final_train_loss", "steps", "time_s"):
-        shown[_TITLES[stat]] = [formatting.number(v, stat, eval_metric) for v in raw[stat]]
+        shown[title(stat, eval_metric)] = [
+            formatting.number(v, stat, eval_metric) for v in raw[stat]
+        ]
     return shown, raw
 
 

@@ -1,0 +1,194 @@
+"""Entry point: ``python -m experiments.train [overrides]`` (console script ``actlab-train``).
+
+Hydra composes the config and picks the run directory,
+``${paths.results_dir}/${experiment_name}/${run_name}`` (no timestamps: the same command finds
+the same directory, which is how resume works). Before anything is written the config is
+validated, so a bad key or value fails in one line and leaves no run directory.
+
+Outcomes and exit status: ``completed``, ``diverged`` (a result, not a crash) and "already
+completed" exit 0. A run that crashes while training is recorded as ``failed`` in its
+summary.json; a single run then exits 1, while in a sweep (``-m``) the failure stays recorded
+and the sweep goes on. A config or setup error (bad value, missing data) exits 1; in a sweep
+the other jobs still run and the sweep exits 1 at the end. SIGINT/SIGTERM checkpoint, mark the
+run ``interrupted`` and exit 128 + the signal number, stopping a sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from experiments import checkpoint
+from experiments.config import ConfigError, describe_error, validate
+from experiments.rundir import FINAL_STATUSES, RunDir, atomic_write_text
+from experiments.trainer import Interrupted, Trainer, build
+
+log = logging.getLogger("actlab")
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: config keys (and subtrees) that may differ when resuming: they do not change what is computed.
+RESUME_MAY_CHANGE = ("trainer.resume", "paths", "report")
+
+
+class RunFailed(RuntimeError):
+    """A single (non-sweep) run crashed while training; its summary.json says why."""
+
+
+def run(
+    cfg: DictConfig,
+    run_dir: str | os.PathLike[str],
+    *,
+    threads: int | None = None,
+    hydra_files: Mapping[str, Any] | None = None,
+) -> str:
+    """Train ``cfg`` in ``run_dir``: start, resume from checkpoints/last.pt, or do nothing if
+    the run already finished. Returns the final status.
+
+    Raises before writing any file when the config or the setup (data, model) is bad, and
+    Interrupted after checkpointing on SIGINT/SIGTERM. ``threads`` is the torch thread count
+    unless ``trainer.threads`` sets one; ``hydra_files`` are extra .hydra/ files to save.
+    """
+    validate(cfg)
+    rundir = RunDir(run_dir)
+    with rundir.lock():
+        previous = rundir.read_summary()
+        resume = cfg.trainer.resume and previous is not None
+        if resume:
+            _check_same_config(rundir, cfg)
+            if previous["status"] in FINAL_STATUSES:
+                log.info(
+                    "%s: already %s at step %d; nothing to do (trainer.resume=false starts over)",
+                    rundir.path,
+                    previous["status"],
+                    previous["step"],
+                )
+                return previous["status"]
+        if cfg.trainer.threads or threads:
+            torch.set_num_threads(cfg.trainer.threads or threads)
+        parts = build(cfg)
+        state = None
+        if resume and rundir.checkpoint.exists():
+            state = checkpoint.load(rundir.checkpoint, parts.device)
+            rundir.truncate_logs(state["step"])
+        else:
+            rundir.clear()
+        _save_config(rundir, cfg, hydra_files or {})
+        trainer = Trainer(parts, cfg, rundir)
+        try:
+            return trainer.fit(state)
+        except Interrupted:
+            raise
+        except Exception as err:
+            log.exception("[%s] failed at step %d", cfg.run_name, trainer.step)
+            trainer.fail(err)
+            return "failed"
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): node}
+
+
+def _check_same_config(rundir: RunDir, cfg: DictConfig) -> None:
+    """Refuse to resume (or skip) a run directory that holds a differently configured run."""
+    if not rundir.config.exists():
+        return
+    saved = _flat(OmegaConf.to_container(OmegaConf.load(rundir.config)))
+    now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    for key in sorted(set(saved) | set(now)):
+        if any(key == k or key.startswith(f"{k}.") for k in RESUME_MAY_CHANGE):
+            continue
+        if saved.get(key, "<unset>") != now.get(key, "<unset>"):
+            raise ConfigError(
+                f"{rundir.path} holds a run with {key}={saved.get(key, '<unset>')!r}, not "
+                f"{now.get(key, '<unset>')!r}; give this run another run_name, or pass "
+                "trainer.resume=false to replace it"
+            )
+
+
+def _save_config(rundir: RunDir, cfg: DictConfig, hydra_files: Mapping[str, Any]) -> None:
+    """.hydra/config.yaml (resolved) and Hydra's own files, once the run is known to start."""
+    atomic_write_text(rundir.config, OmegaConf.to_yaml(cfg, resolve=True))
+    for name, node in hydra_files.items():
+        atomic_write_text(rundir.config.parent / name, OmegaConf.to_yaml(node))
+
+
+def _threads_per_job(hydra_cfg: DictConfig) -> int | None:
+    """CPU threads per job when a launcher runs ``n_jobs`` jobs at once (joblib)."""
+    n_jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.mode == RunMode.MULTIRUN else None
+    if not n_jobs:
+        return None
+    cores = os.cpu_count() or 1
+    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
+    return max(1, cores // parallel)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
+def _hydra_task(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        status = run(
+            cfg,
+            run_dir,
+            threads=_threads_per_job(hydra_cfg),
+            hydra_files={
+                "hydra.yaml": {"hydra": hydra_cfg},
+                "overrides.yaml": hydra_cfg.overrides.task,
+            },
+        )
+    except Interrupted as stop:
+        raise SystemExit(128 + stop.signum) from None
+    except Exception as err:
+        RunDir(run_dir).remove_if_empty(up_to=Path(cfg.paths.results_dir))
+        if multirun:  # Hydra runs the other jobs, then raises the first error to main()
+            log.error("[%s] %s", run_dir.name, describe_error(err))
+            raise
+        _exit_with(err)
+    if status == "failed" and not multirun:
+        _exit_with(RunFailed(f"{cfg.run_name} failed (traceback above; see {run_dir}/summary.json)"))
+
+
+def _exit_with(err: BaseException) -> NoReturn:
+    """One line on stderr and exit 1, or the whole traceback under HYDRA_FULL_ERROR=1."""
+    if _TRACEBACKS:
+        raise err
+    print(f"error: {describe_error(err)}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+#: HYDRA_FULL_ERROR as the user set it; main() sets it for Hydra, so errors reach main().
+_TRACEBACKS = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def main() -> None:
+    """Run the Hydra app, reporting errors in one line (HYDRA_FULL_ERROR=1 shows tracebacks)."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _hydra_task()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as err:
+        _exit_with(err)
+    finally:
+        if not _TRACEBACKS:
+            del os.environ["HYDRA_FULL_ERROR"]
+
+
+if __name__ == "__main__":
+    main()

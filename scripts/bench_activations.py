@@ -1,0 +1,143 @@
+"""Forward+backward cost of every activation against F.relu, and of each fast path against its twin.
+
+    python scripts/bench_activations.py                      # float32 (128, 192, 32, 32), compiled
+    python scripts/bench_activations.py --size 2,4,3,3 --repeat 1 --backend eager   # smoke
+
+Every unit runs at its defaults in training mode on a channel-first map (channel_dim=1). A
+timing is the median of ``--repeat`` calls of ``unit(x).backward(g)`` (x.grad cleared, so the
+gradient is allocated every time as in training), after one warm-up call whose time (the
+compile, for compiled kernels) is reported apart. Saved bytes are the distinct storages that
+autograd keeps for backward, counted with ``torch.autograd.graph.saved_tensors_hooks``.
+On a shared 2-core CPU the same number drifts up to +-30% between processes: compare ratios
+within one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+import activations
+from activations import Activation
+
+Unit = Callable[[torch.Tensor], torch.Tensor]
+
+
+def fwd_bwd_ms(fn: Unit, x: torch.Tensor, g: torch.Tensor, repeat: int) -> tuple[float, float]:
+    """(first call, median of ``repeat`` later calls) of forward+backward, in milliseconds."""
+
+    def once() -> float:
+        x.grad = None
+        start = time.perf_counter()
+        fn(x).backward(g)
+        return (time.perf_counter() - start) * 1e3
+
+    first = once()
+    return first, statistics.median(once() for _ in range(repeat))
+
+
+def saved_bytes(fn: Unit, x: torch.Tensor) -> int:
+    """Bytes of the distinct storages autograd saves for the backward of ``fn(x)``."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(x)
+    return sum(storages.values())
+
+
+def build(name: str, x: torch.Tensor) -> Activation:
+    return activations.build(name, num_channels=x.shape[1], channel_dim=1).train()
+
+
+def out_grad(unit: Activation, x: torch.Tensor) -> torch.Tensor:
+    shape = list(x.shape)
+    shape[1] = unit.out_channels(shape[1])
+    return torch.randn(shape, dtype=x.dtype)
+
+
+def run(size: tuple[int, ...], repeat: int, backend: str, names: list[str]) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(size, requires_grad=True)
+    input_bytes = x.numel() * x.element_size()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}; "
+        f"float32 input {tuple(size)}; fast paths on backend '{backend}'; "
+        f"median of {repeat} forward+backward calls after one warm-up"
+    )
+    _, relu_ms = fwd_bwd_ms(F.relu, x, torch.randn(size), repeat)
+
+    print(f"\n{'unit':<10} {'ms':>8} {'x relu':>7}")
+    print(f"{'F.relu':<10} {relu_ms:8.1f} {1.0:7.2f}")
+    first_call: dict[str, float] = {}  # fast paths: their warm-up includes any compile
+    with activations.use_backend(backend):
+        for name in names:
+            unit = build(name, x)
+            first, ms = fwd_bwd_ms(unit, x, out_grad(unit, x), repeat)
+            print(f"{name:<10} {ms:8.1f} {ms / relu_ms:7.2f}")
+            if unit.fast_path:
+                first_call[name] = first
+    if not first_call:
+        return
+
+    print(
+        f"\n{'fast path':<10} {'ms':>8} {'twin ms':>8} {'x twin':>7} {'x relu':>7} "
+        f"{'saved MB':>9} {'twin MB':>8} {'saved/input':>12} {'twin/input':>11} {'1st call ms':>12}"
+    )
+    for name, first in first_call.items():
+        unit = build(name, x)
+        g = out_grad(unit, x)
+        with activations.use_backend(backend):
+            _, ms = fwd_bwd_ms(unit, x, g, repeat)
+            mine = saved_bytes(unit, x)
+        with activations.use_backend("reference"):
+            _, twin_ms = fwd_bwd_ms(unit, x, g, repeat)
+            twin = saved_bytes(unit, x)
+        print(
+            f"{name:<10} {ms:8.1f} {twin_ms:8.1f} {ms / twin_ms:7.2f} {ms / relu_ms:7.2f} "
+            f"{mine / 2**20:9.1f} {twin / 2**20:8.1f} {mine / input_bytes:12.2f} "
+            f"{twin / input_bytes:11.2f} {first:12.0f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--size", default="128,192,32,32", help="input shape N,C[,H,W...] (default %(default)s)"
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls per unit (median)")
+    parser.add_argument(
+        "--backend",
+        default="compiled",
+        choices=[b for b in activations.BACKENDS if b != "reference"],
+        help="backend of the fast paths (their twins always run 'reference')",
+    )
+    parser.add_argument("--units", nargs="+", default=activations.names(), metavar="NAME")
+    args = parser.parse_args(argv)
+    try:
+        size = tuple(int(s) for s in args.size.split(","))
+    except ValueError:
+        parser.error(f"--size {args.size!r} is not a comma-separated list of integers")
+    if len(size) < 2 or min(size) < 1:
+        parser.error(f"--size {args.size!r} needs at least N,C, all positive")
+    if args.repeat < 1:
+        parser.error(f"--repeat {args.repeat} must be at least 1")
+    unknown = sorted(set(args.units) - set(activations.names()))
+    if unknown:
+        parser.error(f"unknown unit {unknown[0]!r}; registered: {', '.join(activations.names())}")
+    run(size, args.repeat, args.backend, args.units)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Shared fixtures: the real config tree composed at toy sizes, and the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import experiments.config  # noqa: F401  (registers the config schemas Hydra composes with)
+from experiments.train import CONFIG_DIR
+
+#: A run small enough for a unit test on two shared cores: a narrow NIN on a few hundred
+#: procedural images, four steps, one thread (threads also keep CPU results reproducible).
+TINY = (
+    "model.widths=[8,8,8,8,8,8,8,8]",
+    "dataset.train_size=300",
+    "dataset.test_size=50",
+    "dataset.val_size=50",
+    "dataset.batch_size=16",
+    "dataset.eval_batch_size=50",
+    "trainer.max_steps=4",
+    "trainer.log_every=2",
+    "trainer.eval_every=null",
+    "trainer.checkpoint_every=null",
+    "trainer.threads=1",
+    "trainer.channels_last=false",
+)
+#: PlainNet options that shrink it to six weight layers of a few channels.
+TINY_PLAINNET = (
+    "model=plainnet",
+    "model.depth=6",
+    "model.widths=[4,8,8]",
+    "model.stage_convs=[1,1]",
+    "model.fc_widths=[8,8]",
+)
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., DictConfig]:
+    """``make(*overrides)``: the composed config, TINY sizes first so ``overrides`` win."""
+
+    def make(*overrides: str) -> DictConfig:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+            return compose("config", overrides=[*TINY, *overrides])
+
+    return make
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run(*args)``: ``python -m experiments.train ARGS`` in ``tmp_path`` (results land there)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HYDRA_FULL_ERROR", "ACTLAB_RESULTS", "ACTLAB_DATA")
+    }
+
+    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "experiments.train", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

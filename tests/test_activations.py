@@ -1,0 +1,494 @@
+"""The activation library against independent references: formulas written here with math,
+torch.autograd.gradcheck, the plain-autograd twins, and parameter counts."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+import activations
+from activations import backend, fused
+
+ROOT = Path(__file__).resolve().parents[1]
+XS = [-3.0, -1.0, -0.5, 0.0, 0.5, 2.0]
+FAST = ["mpelu", "rrelu", "tlu"]
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+SELU_LAMBDA = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
+
+#: each unit at its defaults, written from its definition (rrelu: evaluation mode).
+FORMULAS = {
+    "identity": lambda x: x,
+    "sigmoid": _sigmoid,
+    "tanh": math.tanh,
+    "relu": lambda x: max(x, 0.0),
+    "selu": lambda x: SELU_LAMBDA * (x if x > 0 else SELU_ALPHA * math.expm1(x)),
+    "gelu": lambda x: 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0))),
+    "silu": lambda x: x * _sigmoid(x),
+    "mish": lambda x: x * math.tanh(math.log1p(math.exp(x))),
+    "softplus": lambda x: math.log1p(math.exp(x)),
+    "lrelu": lambda x: x if x >= 0 else 0.01 * x,
+    "prelu": lambda x: x if x >= 0 else 0.25 * x,
+    "rrelu": lambda x: x if x >= 0 else x * 2.0 / (3.0 + 8.0),
+    "elu": lambda x: x if x > 0 else math.expm1(x),
+    "brelu": lambda x: min(max(x, 0.0), 6.0),
+    "relu6": lambda x: min(max(x, 0.0), 6.0),
+    "mpelu": lambda x: x if x > 0 else 0.25 * (math.exp(x) - 1.0),
+    "tlu": lambda x: x if x >= 0 else math.tanh(x),
+}
+CHANNEL_CHANGING = {"crelu", "maxout"}
+
+# (unit, params) of every fast-path configuration: per-channel and shared parameters.
+FAST_CASES = [
+    ("mpelu", {}),
+    ("mpelu", {"channelwise": False}),
+    ("tlu", {}),
+    ("tlu", {"learnable": True}),
+    ("tlu", {"learnable": True, "channelwise": False}),
+    ("rrelu", {}),
+]
+# (channel_dim, shape, channels_last memory format)
+LAYOUTS = [
+    (1, (2, 3, 4, 5), False),
+    (1, (2, 3, 4, 5), True),
+    (-1, (4, 2, 3), False),
+    (1, (5, 3), False),
+]
+
+
+def _away_from_kinks(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """float64 values in [-4, 8] at least 0.05 from the kinks at 0 and 6."""
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x = x * 12 - 4
+    for kink in (0.0, 6.0):
+        near = (x - kink).abs() < 0.05
+        x = torch.where(near, x + 0.1, x)
+    return x
+
+
+def _unit(name: str, channels: int, channel_dim: int = 1, **params: object) -> nn.Module:
+    """A float64 unit whose parameters are moved off their defaults, so channels differ."""
+    unit = activations.build(name, num_channels=channels, channel_dim=channel_dim, **params)
+    unit = unit.double()
+    with torch.no_grad():
+        for i, p in enumerate(unit.parameters()):
+            p.add_(torch.linspace(0.1, 0.4, p.numel(), dtype=p.dtype) * (i + 1))
+    return unit
+
+
+def _seeded(unit: activations.Activation, seed: int = 0) -> activations.Activation:
+    if isinstance(unit, activations.rectifiers.RReLU):
+        unit.generator = torch.Generator().manual_seed(seed)
+    return unit
+
+
+def _run(
+    unit: activations.Activation, x: torch.Tensor, g: torch.Tensor, name: str
+) -> list[torch.Tensor]:
+    """Output, input gradient and parameter gradients of one forward+backward on ``name``."""
+    for p in unit.parameters():
+        p.grad = None
+    xr = x.detach().clone().requires_grad_()
+    with activations.use_backend(name):
+        y = _seeded(unit)(xr)
+    y.backward(g)
+    return [y.detach(), xr.grad, *(p.grad for p in unit.parameters())]
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ----------------------------------------------------------------------------------------------
+# Definitions
+
+
+def test_every_registered_unit_has_a_formula_here():
+    assert set(activations.names()) == set(FORMULAS) | CHANNEL_CHANGING
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "eager"])
+@pytest.mark.parametrize("name", sorted(FORMULAS))
+def test_values_at_defaults_match_the_definition(name, backend_name):
+    unit = activations.build(name, num_channels=1).double().eval()
+    x = torch.tensor(XS, dtype=torch.float64).view(-1, 1)
+    with activations.use_backend(backend_name):
+        y = unit(x).view(-1)
+    expected = torch.tensor([FORMULAS[name](v) for v in XS], dtype=torch.float64)
+    torch.testing.assert_close(y, expected, atol=1e-12, rtol=0)
+
+
+def test_crelu_values_and_shapes():
+    x = torch.tensor(XS, dtype=torch.float64).view(-1, 1)
+    y = activations.build("crelu")(x)
+    expected = [[max(v, 0.0), max(-v, 0.0)] for v in XS]
+    torch.testing.assert_close(y, torch.tensor(expected, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert activations.build("crelu").out_channels(3) == 6
+    assert activations.build("crelu")(torch.randn(2, 3, 4, 5)).shape == (2, 6, 4, 5)
+    assert activations.build("crelu", channel_dim=-1)(torch.randn(4, 2, 3)).shape == (4, 2, 6)
+
+
+def test_maxout_values_and_shapes():
+    # channel j of the output is the max of input channels j and j + C/k
+    x = torch.tensor([XS, XS[::-1]], dtype=torch.float64).T  # (6, 2): pairs (v, reversed v)
+    y = activations.build("maxout", num_channels=2)(x)
+    expected = [[max(a, b)] for a, b in zip(XS, XS[::-1], strict=True)]
+    torch.testing.assert_close(y, torch.tensor(expected, dtype=torch.float64), atol=1e-12, rtol=0)
+    x4 = torch.randn(2, 6, 4, 5)
+    y4 = activations.build("maxout", num_channels=6, k=3)(x4)
+    assert y4.shape == (2, 2, 4, 5)
+    torch.testing.assert_close(y4, torch.maximum(torch.maximum(x4[:, :2], x4[:, 2:4]), x4[:, 4:]))
+    assert activations.build("maxout", channel_dim=-1)(torch.randn(4, 2, 6)).shape == (4, 2, 3)
+    assert activations.build("maxout", k=3).out_channels(12) == 4
+
+
+def test_maxout_k_not_dividing_channels_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"k=4 does not divide the 6 input channels"):
+        activations.build("maxout", num_channels=6, k=4)
+    unit = activations.build("maxout", k=4)  # channel count unknown until forward
+    with pytest.raises(ValueError, match=r"k=4 does not divide the 6 input channels"):
+        unit(torch.randn(2, 6))
+    with pytest.raises(ValueError, match=r"k=4 does not divide the 7"):
+        unit.out_channels(7)
+
+
+def test_mpelu_special_cases_are_relu_and_elu():
+    x = torch.tensor(XS, dtype=torch.float64).view(-1, 1)
+    relu_like = activations.build("mpelu", num_channels=1, alpha=0.0).double()
+    elu_like = activations.build("mpelu", num_channels=1, alpha=1.0, beta=1.0).double()
+    torch.testing.assert_close(relu_like(x), F.relu(x), atol=1e-12, rtol=0)
+    torch.testing.assert_close(elu_like(x), F.elu(x), atol=1e-12, rtol=0)
+
+
+def test_slopes_for_inits():
+    build = activations.build
+    assert build("relu").he_slope == 0.0
+    assert build("lrelu", slope=0.2).he_slope == 0.2
+    assert build("prelu", num_channels=3, init=0.1).he_slope == 0.1
+    assert build("rrelu", lower=3, upper=8).he_slope == 2 / 11
+    assert build("brelu").he_slope == 0.0
+    assert build("relu6").taylor_slope == 0.0
+    assert build("elu", alpha=0.5).taylor_slope == 0.5
+    assert build("mpelu", num_channels=3, alpha=0.5, beta=2.0).taylor_slope == 1.0
+    assert build("tlu", alpha=0.7).taylor_slope == 0.7
+    assert build("lrelu", slope=0.2).taylor_slope == 0.2  # default: the He slope
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameters, registry, configs
+
+
+def test_per_channel_parameters_and_initial_values():
+    prelu = activations.build("prelu", num_channels=5)
+    assert prelu.weight.shape == (5,) and torch.all(prelu.weight == 0.25)
+    mpelu = activations.build("mpelu", num_channels=5)
+    assert mpelu.alpha.shape == mpelu.beta.shape == (5,)
+    assert torch.all(mpelu.alpha == 0.25) and torch.all(mpelu.beta == 1.0)
+    tlu = activations.build("tlu", num_channels=5, learnable=True)
+    assert tlu.alpha.shape == (5,) and torch.all(tlu.alpha == 1.0)
+    assert activations.build("prelu", num_channels=5, channelwise=False).weight.shape == (1,)
+    assert activations.build("mpelu", channelwise=False).alpha.shape == (1,)
+    fixed = activations.build("tlu", alpha=0.5)  # not learnable: a buffer, no parameter
+    assert list(fixed.parameters()) == [] and float(fixed.alpha) == 0.5
+
+
+LEARNABLE = [("prelu", {}), ("mpelu", {}), ("tlu", {"learnable": True})]
+
+
+@pytest.mark.parametrize("name,params", LEARNABLE)
+def test_channelwise_without_num_channels_is_a_clear_error(name, params):
+    with pytest.raises(ValueError, match="needs num_channels"):
+        activations.build(name, **params)
+
+
+def test_channel_count_mismatch_is_a_clear_error():
+    unit = activations.build("mpelu", num_channels=3)
+    with pytest.raises(ValueError, match="3 per-channel parameters but the input has 4 channels"):
+        unit(torch.randn(2, 4, 5))
+
+
+def test_activation_parameters_are_reachable_as_a_group():
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        activations.build("prelu", num_channels=4),
+        nn.Conv2d(4, 4, 1),
+        activations.build("mpelu", num_channels=4),
+        activations.build("tlu", num_channels=4, learnable=True),
+        activations.build("tlu"),
+        activations.build("relu"),
+    )
+    got = {id(p) for p in activations.activation_parameters(model)}
+    expected = {id(model[1].weight), id(model[3].alpha), id(model[3].beta), id(model[4].alpha)}
+    assert got == expected
+
+
+def test_unknown_names_and_parameters_fail_with_the_valid_choices():
+    with pytest.raises(ValueError, match=r"unknown activation 'swishh'.*mpelu.*relu"):
+        activations.build("swishh")
+    with pytest.raises(ValueError, match=r"no parameter 'slop'; valid: slope"):
+        activations.build("lrelu", slop=0.1)
+    with pytest.raises(ValueError, match="0 < lower <= upper"):
+        activations.build("rrelu", lower=8, upper=3)
+
+
+def test_config_yaml_per_unit_carries_every_default():
+    files = sorted((ROOT / "configs" / "activation").glob("*.yaml"))
+    assert {f.stem for f in files} == set(activations.names())
+    for f in files:
+        text = f.read_text()
+        assert text.startswith("# "), f"{f.name} lacks its one-line source comment"
+        cfg = yaml.safe_load(text)
+        name = cfg.pop("name")
+        assert name == f.stem
+        assert cfg == activations.parameters_of(name), f.name
+
+
+# ----------------------------------------------------------------------------------------------
+# Gradients
+
+
+def _gradcheck(unit: activations.Activation, x: torch.Tensor) -> None:
+    """gradcheck in float64 for the input and every learnable parameter of ``unit``."""
+    names = [n for n, p in unit.named_parameters() if p.requires_grad]
+    params = [p.detach().clone().requires_grad_() for n, p in unit.named_parameters()]
+
+    def f(x: torch.Tensor, *ps: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(_seeded(unit), dict(zip(names, ps, strict=True)), (x,))
+
+    assert torch.autograd.gradcheck(f, (x.requires_grad_(), *params))
+
+
+@pytest.mark.parametrize(
+    "name,backend_name",
+    [(n, "reference") for n in activations.names()] + [(n, "eager") for n in FAST],
+)
+def test_gradcheck_input_and_parameters(name, backend_name):
+    unit = _unit(name, channels=6, **({"learnable": True} if name == "tlu" else {}))
+    with activations.use_backend(backend_name):
+        _gradcheck(unit.eval(), _away_from_kinks((2, 6, 3)))
+        if name == "rrelu":  # training mode: the same draws on every call of gradcheck
+            _gradcheck(unit.train(), _away_from_kinks((2, 6, 3)))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda v: str(v))
+@pytest.mark.parametrize("name,params", FAST_CASES, ids=lambda v: str(v))
+def test_fast_path_equals_its_twin(name, params, layout):
+    channel_dim, shape, channels_last = layout
+    unit = _unit(name, shape[channel_dim], channel_dim, **params).train()
+    x = _away_from_kinks(shape) - 2
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    g = torch.randn(shape, dtype=torch.float64)
+    ref = _run(unit, x, g, "reference")
+    fast = _run(unit, x, g, "eager")
+    assert len(ref) == len(fast) == 2 + len(list(unit.parameters()))
+    for r, f in zip(ref, fast, strict=True):
+        torch.testing.assert_close(f, r, atol=1e-12, rtol=1e-12)
+    if channels_last:
+        assert fast[0].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("name", ["mpelu", "tlu"])
+def test_no_nan_gradients_where_exp_would_overflow(name):
+    unit = activations.build(name, num_channels=1, **({"learnable": True} if name == "tlu" else {}))
+    for backend_name in ("reference", "eager"):
+        x = torch.tensor([[200.0], [-200.0], [0.0]], requires_grad=True)
+        with activations.use_backend(backend_name):
+            unit(x).sum().backward()
+        grads = [x.grad, *(p.grad for p in unit.parameters())]
+        assert all(torch.isfinite(t).all() for t in grads), backend_name
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_autocast_keeps_input_dtype_and_fp32_parameter_grads(name):
+    unit = activations.build(name, num_channels=3, **({"learnable": True} if name == "tlu" else {}))
+    x32 = torch.randn(2, 3, 4, 5).to(torch.bfloat16).float()
+    with torch.no_grad():
+        expected = _seeded(unit)(x32)
+    for backend_name in ("reference", "eager"):
+        x = x32.to(torch.bfloat16).requires_grad_()
+        with activations.use_backend(backend_name), torch.autocast("cpu", dtype=torch.bfloat16):
+            y = _seeded(unit)(x)
+        assert y.dtype == torch.bfloat16, backend_name
+        torch.testing.assert_close(y.float(), expected, atol=0.03, rtol=0.02)
+        y.float().sum().backward()
+        assert x.grad.dtype == torch.bfloat16
+        for p in unit.parameters():
+            assert p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all()
+            p.grad = None
+
+
+# ----------------------------------------------------------------------------------------------
+# RReLU's randomness
+
+
+def test_rrelu_evaluation_slope_is_exactly_two_over_lower_plus_upper():
+    for lower, upper in [(3.0, 8.0), (2.0, 5.0)]:
+        unit = activations.build("rrelu", lower=lower, upper=upper).double().eval()
+        x = torch.tensor([-1.0, -2.5, 3.0], dtype=torch.float64)
+        for backend_name in ("reference", "eager"):
+            with activations.use_backend(backend_name):
+                y = unit(x)
+            assert y[0].item() == -2.0 / (lower + upper)
+            assert y[1].item() == -2.5 * (2.0 / (lower + upper))
+            assert y[2].item() == 3.0
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "eager"])
+def test_rrelu_training_draws_a_uniform_in_lower_upper(backend_name):
+    unit = activations.build("rrelu").train()
+    x = -torch.ones(10**6, 1, dtype=torch.float64)
+    torch.manual_seed(0)
+    with activations.use_backend(backend_name):
+        slopes = unit(x).view(-1) / x.view(-1)
+        again = unit(x).view(-1) / x.view(-1)
+    assert slopes.min() >= 1 / 8 and slopes.max() <= 1 / 3
+    a = 1 / slopes
+    assert abs(a.mean().item() / 5.5 - 1) < 0.005
+    assert a.min() < 3.01 and a.max() > 7.99  # spans the range
+    assert not torch.equal(slopes, again)  # fresh draws every forward, per element
+
+
+def test_rrelu_generator_makes_draws_reproducible():
+    unit = activations.build("rrelu").train()
+    x = torch.randn(3, 4, 5)
+    ys = []
+    for _ in range(2):
+        unit.generator = torch.Generator().manual_seed(7)
+        ys.append(unit(x))
+    assert torch.equal(ys[0], ys[1])
+
+
+def test_random_bits_give_uniform_cells():
+    bits = fused.random_bits(torch.empty(2**16), torch.Generator().manual_seed(0))
+    u = fused.uniform_from_bits(bits, torch.float64)
+    assert bits.shape == (2**16,) and u.min() > 0 and u.max() < 1
+    assert abs(u.mean().item() - 0.5) < 0.01
+    assert u.unique().numel() > 2**14  # 15-bit resolution, not a handful of values
+
+
+# ----------------------------------------------------------------------------------------------
+# Backend switch and compiled kernels
+
+
+def test_backend_switch_env_var_and_errors(monkeypatch):
+    monkeypatch.setattr(backend, "_override", None)
+    monkeypatch.delenv(backend.ENV_VAR, raising=False)
+    assert activations.get_backend() == backend.DEFAULT_BACKEND
+    monkeypatch.setenv(backend.ENV_VAR, "reference")
+    assert activations.get_backend() == "reference"
+    activations.set_backend("eager")  # an explicit choice wins over the variable
+    assert activations.get_backend() == "eager"
+    with pytest.raises(ValueError, match=r"unknown activation backend 'fast'.*compiled"):
+        activations.set_backend("fast")
+    activations.set_backend(None)
+    monkeypatch.setenv(backend.ENV_VAR, "turbo")
+    with pytest.raises(ValueError, match="ACTLAB_ACTIVATION_BACKEND"):
+        activations.get_backend()
+
+
+def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no compiler here")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(backend, "_compile_failed", False)
+    k = backend.Kernel(lambda x: x * 2)
+    x = torch.ones(3)
+    with activations.use_backend("compiled"):
+        with pytest.warns(RuntimeWarning, match="no compiler here"):
+            assert torch.equal(k(x), x * 2)
+        assert not backend.wants_compiled(10**9)
+        assert torch.equal(k(x), x * 2)  # no second warning (pytest errors on unexpected ones)
+
+
+def test_a_genuine_error_inside_a_kernel_is_not_taken_for_a_compile_failure(monkeypatch):
+    monkeypatch.setattr(backend, "_compile_failed", False)
+    k = backend.Kernel(lambda x, y: x + y)
+    with activations.use_backend("eager"), pytest.raises(RuntimeError):
+        k(torch.ones(3), torch.ones(4))
+    assert not backend._compile_failed
+
+
+@pytest.mark.parametrize("name,params", [*LEARNABLE[1:], ("rrelu", {})])
+def test_compiled_fast_path_equals_its_twin(name, params):
+    shape = (2, 3, 4, 5)
+    unit = _unit(name, 3, 1, **params).float().train()
+    x = _away_from_kinks(shape).float() - 2
+    g = torch.randn(shape)
+    ref = _run(unit, x, g, "reference")
+    compiled = _run(unit, x, g, "compiled")
+    assert not backend._compile_failed, "torch.compile failed; the test ran eager"
+    for r, c in zip(ref, compiled, strict=True):
+        torch.testing.assert_close(c, r, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS[1:], ids=lambda v: str(v))
+@pytest.mark.parametrize("name,params", FAST_CASES, ids=lambda v: str(v))
+def test_compiled_fast_path_equals_its_twin_in_every_layout(name, params, layout):
+    channel_dim, shape, channels_last = layout
+    unit = _unit(name, shape[channel_dim], channel_dim, **params).float().train()
+    x = _away_from_kinks(shape).float() - 2
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    g = torch.randn(shape)
+    ref = _run(unit, x, g, "reference")
+    compiled = _run(unit, x, g, "compiled")
+    for r, c in zip(ref, compiled, strict=True):
+        torch.testing.assert_close(c, r, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scripts
+
+
+def test_bench_smoke(capsys):
+    bench = _load_script("bench_activations")
+    bench.main(["--size", "2,4,3,3", "--repeat", "1", "--backend", "eager"])
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert set(activations.names()) <= set(lines)
+    fast_table = out.split("fast path", 1)[1]
+    for name in FAST:
+        assert name in fast_table
+
+
+def test_stats_table(capsys):
+    from activations.__main__ import main
+
+    main(["--samples", "65536"])
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(rows) == set(activations.names())
+    mean, zeros, neg, pos, _ = rows["relu"]
+    assert abs(float(mean) - 1 / math.sqrt(2 * math.pi)) < 0.01 and abs(float(zeros) - 0.5) < 0.01
+    assert (float(neg), float(pos)) == (0.0, 1.0)
+    assert int(rows["mpelu"][4]) == 128 and int(rows["prelu"][4]) == 64
+    assert float(rows["sigmoid"][2]) == pytest.approx(_sigmoid(5) * (1 - _sigmoid(5)), abs=1e-4)
+
+
+def test_plot_script_writes_png_and_pdf(tmp_path):
+    plot = _load_script("plot_activations")
+    stem = tmp_path / "acts"
+    plot.main(["--units", "relu", "rrelu", "lrelu:slope=0.1818", "--out", str(stem)])
+    assert (tmp_path / "acts.png").stat().st_size > 0 and (tmp_path / "acts.pdf").exists()
+    with pytest.raises(SystemExit):
+        plot.main(["--units", "maxout", "--out", str(stem)])
