@@ -81,8 +81,8 @@ class RReLU(Activation):
     This is not ``torch.nn.RReLU``: that samples the *slope* uniformly in [lower, upper] and
     tests at the mean slope, a different distribution and a different test slope.
 
-    Draws: a = lower + (upper - lower) * (k + 1/2) / 2**15 with k uniform on {0, ..., 2**15-1},
-    i.e. U(lower, upper) at 15-bit resolution (see ``fused.random_bits`` for why). They come
+    Draws: a = lower + (upper - lower) * (k + 1/2) / 2**14 with k uniform on {0, ..., 2**14-1},
+    i.e. U(lower, upper) at 14-bit resolution (see ``fused.random_bits`` for why). They come
     from ``self.generator`` when it is set, else from torch's default generator of the input's
     device. For reproducible draws set a seeded generator on the module's device::
 
@@ -128,9 +128,11 @@ class RReLU(Activation):
             return self.reference_train(x, bits)
         return fused.rrelu_train(x, bits, self.lower, self.upper)
 
-    def reference_train(self, x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
+    def reference_train(
+        self, x: torch.Tensor, bits: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         """Plain-autograd twin of the training forward, with the draws in ``bits``."""
-        a = self.lower + (self.upper - self.lower) * fused.uniform_from_bits(bits, x.dtype)
+        a = self.lower + (self.upper - self.lower) * fused.uniform_from_bits(*bits, x.dtype)
         return torch.where(x >= 0, x, x / a).to(x.dtype)
 
     def reference_eval(self, x: torch.Tensor) -> torch.Tensor:

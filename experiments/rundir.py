@@ -142,6 +142,12 @@ class RunDir:
             elif target.exists():
                 target.unlink()
 
+    def remove_temporaries(self) -> None:
+        """Delete half-written files a killed run left (see atomic_write); call under lock()."""
+        for folder in (self.path, self.checkpoint.parent, self.config.parent):
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink()
+
     def truncate_logs(self, last_step: int) -> None:
         """Cut every CSV back to ``last_step``, the step the run resumes from."""
         for path in (self.metrics, self.eval, self.diagnostics):

@@ -61,6 +61,7 @@ def run(
     validate(cfg)
     rundir = RunDir(run_dir)
     with rundir.lock():
+        rundir.remove_temporaries()
         previous = rundir.read_summary()
         resume = cfg.trainer.resume and previous is not None
         if resume:

@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         help="backend of the fast paths (their twins always run 'reference')",
     )
     parser.add_argument("--units", nargs="+", default=activations.names(), metavar="NAME")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
     args = parser.parse_args(argv)
     try:
         size = tuple(int(s) for s in args.size.split(","))
@@ -136,6 +137,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(args.units) - set(activations.names()))
     if unknown:
         parser.error(f"unknown unit {unknown[0]!r}; registered: {', '.join(activations.names())}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads {args.threads} must be at least 1")
+        torch.set_num_threads(args.threads)
     run(size, args.repeat, args.backend, args.units)
 
 

@@ -8,7 +8,9 @@ and a horizontal flip, from the same uint8 (N, 3, 32, 32) tensor:
                 + RandomHorizontalFlip per image, for each --workers value (worker start-up
                 counted, as a fresh epoch pays it).
 Prints images/s per path and its speed relative to the fastest per-item path.
-Run: python scripts/bench_data.py [--n 50000 | --quick] [--device cpu] [--workers 0 2]
+Run: python scripts/bench_data.py [--n 50000 | --quick] [--device cpu] [--workers 0 2] [--threads 1]
+On a CPU shared with other jobs use --threads 1: oversubscribed OpenMP threads spin and make the
+batched kernels (not the single-image ones) several times slower.
 """
 
 from __future__ import annotations
@@ -96,16 +98,19 @@ def run(n: int, batch_size: int, device: torch.device, workers: Sequence[int]) -
         preprocess="none",
         augment=True,
     )
-    # warm-up: first calls of gather / randperm / v2 kernels pay one-off setup in any path
-    _timed(lambda: sum(len(y) for _, y in batched_batches(*on_device, batch_size)), device)
-    _timed(lambda: per_item_epoch(images[: 4 * batch_size], labels, batch_size, 0), cpu)
+
+    def batched(imgs: torch.Tensor, labs: torch.Tensor) -> int:
+        return sum(len(y) for _, y in batched_batches(imgs, labs, batch_size))
+
+    # warm-up on a few batches: first calls of gather / randperm / v2 pay one-off setup
+    few = 4 * batch_size
+    batched(on_device[0][:few], on_device[1][:few])
+    per_item_epoch(images[:few], labels[:few], batch_size, 0)
     rows = [
         {
             "path": f"batched crop+flip ({device.type})",
             "workers": "-",
-            "images_per_s": _timed(
-                lambda: sum(len(y) for _, y in batched_batches(*on_device, batch_size)), device
-            ),
+            "images_per_s": _timed(lambda: batched(*on_device), device),
         },
         {
             "path": f"ImageTask.train_batch ({device.type})",
@@ -131,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     n = 2048 if args.quick else args.n
     rows = run(n, args.batch_size, torch.device(args.device), args.workers)
     print(

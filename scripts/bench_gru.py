@@ -7,6 +7,9 @@ are interleaved and the median is kept, because timings on a shared CPU drift be
 
     python scripts/bench_gru.py                 # hidden 128 and 512, 2 layers, batch 50, seq 50
     python scripts/bench_gru.py --smoke         # tiny sizes, seconds; checks the script runs
+
+On a CPU shared with other jobs, two OpenMP threads spend most of a small step waiting at
+barriers (10-20x slower); --threads 1 then gives steadier numbers.
 """
 
 from __future__ import annotations
@@ -96,6 +99,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's); 1 resists a busy CPU"
+    )
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks that it runs")
     args = p.parse_args(argv)
     if args.smoke:
@@ -105,6 +111,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     thp = os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")
     print(

@@ -53,19 +53,35 @@ def tiny_config() -> Callable[..., DictConfig]:
 
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """``run(*args)``: ``python -m experiments.train ARGS`` in ``tmp_path`` (results land there)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("HYDRA_FULL_ERROR", "ACTLAB_RESULTS", "ACTLAB_DATA")
-    }
+def cli_command() -> Callable[..., list[str]]:
+    """``command(*args, tiny=True)``: the argv of ``python -m experiments.train``, flags
+    (``-m``) first, then the TINY overrides, then the other ``args``."""
 
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def command(*args: str, tiny: bool = True) -> list[str]:
+        flags = [a for a in args if a.startswith("-")]
+        overrides = [a for a in args if not a.startswith("-")]
+        return [sys.executable, "-m", "experiments.train", *flags, *(TINY * tiny), *overrides]
+
+    return command
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """The environment without the user's HYDRA_FULL_ERROR and ACTLAB_* settings."""
+    unset = ("HYDRA_FULL_ERROR", "ACTLAB_RESULTS", "ACTLAB_DATA")
+    return {k: v for k, v in os.environ.items() if k not in unset}
+
+
+@pytest.fixture
+def cli(tmp_path: Path, cli_command, cli_env) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``run(*args, tiny=True)``: the CLI run to completion in ``tmp_path`` (results land
+    there), in ``cli_env``."""
+
+    def run(*args: str, tiny: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "experiments.train", *args],
+            cli_command(*args, tiny=tiny),
             cwd=tmp_path,
-            env=env,
+            env=cli_env,
             capture_output=True,
             text=True,
             timeout=timeout,

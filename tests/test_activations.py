@@ -366,7 +366,7 @@ def test_rrelu_training_draws_a_uniform_in_lower_upper(backend_name):
 
 def test_rrelu_generator_makes_draws_reproducible():
     unit = activations.build("rrelu").train()
-    x = torch.randn(3, 4, 5)
+    x = -torch.rand(3, 4, 5)
     ys = []
     for _ in range(2):
         unit.generator = torch.Generator().manual_seed(7)
@@ -374,12 +374,17 @@ def test_rrelu_generator_makes_draws_reproducible():
     assert torch.equal(ys[0], ys[1])
 
 
-def test_random_bits_give_uniform_cells():
-    bits = fused.random_bits(torch.empty(2**16), torch.Generator().manual_seed(0))
-    u = fused.uniform_from_bits(bits, torch.float64)
-    assert bits.shape == (2**16,) and u.min() > 0 and u.max() < 1
-    assert abs(u.mean().item() - 0.5) < 0.01
-    assert u.unique().numel() > 2**14  # 15-bit resolution, not a handful of values
+@pytest.mark.parametrize("shape", [(2**16,), (3, 5, 7, 9)])  # even and odd counts
+def test_random_bits_give_uniform_cells(shape):
+    x = torch.empty(shape)
+    hi, lo = fused.random_bits(x, torch.Generator().manual_seed(0))
+    u = fused.uniform_from_bits(hi, lo, torch.float64)
+    assert hi.shape == lo.shape == u.shape == shape
+    assert u.min() > 0 and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.02
+    if x.numel() == 2**16:  # 14-bit resolution, not a handful of values
+        assert u.unique().numel() > 2**13
+        cells = (u * 2**14).floor().long()
+        assert torch.bincount(cells // 2**10, minlength=16).min() > 2**12 * 0.8  # flat
 
 
 # ----------------------------------------------------------------------------------------------

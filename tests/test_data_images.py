@@ -302,25 +302,46 @@ def test_gcn_zca_default_bias_shrinks_each_eigendirection() -> None:
     assert torch.allclose(torch.cov(white.T, correction=0), expected, atol=2e-4)
 
 
-def test_gcn_zca_task_keeps_whitened_floats_and_augments_them(tmp_path: Path) -> None:
-    task = shapes_task(tmp_path, train_size=120, test_size=20, val_size=20, preprocess="gcn_zca")
-    assert task.splits["train"][0].dtype == torch.float32
-    x, _ = task.train_batch(0)
-    assert x.shape == (32, 3, 32, 32) and x.dtype == torch.float32
-    assert task.meta["preprocess"] == {"name": "gcn_zca", "gcn_scale": 55.0, "zca_bias": 0.1}
+def test_gcn_zca_task_fits_on_train_and_keeps_whitened_floats() -> None:
+    images, labels = correlated_images(300, size=8), torch.arange(300) % 10
+
+    def task(preprocess: str) -> ImageTask:
+        return ImageTask(
+            name="t",
+            source="test",
+            num_classes=10,
+            train=(images[:250], labels[:250]),
+            test=(images[250:], labels[250:]),
+            device=CPU,
+            seed=3,
+            batch_size=32,
+            val_size=50,
+            preprocess=preprocess,
+        )
+
+    white, raw = task("gcn_zca"), task("none")
+    reference = GcnZca()
+    reference.fit(raw.splits["train"][0])  # the same seed gives the same split
+    for split in ("train", "val", "test"):
+        stored = white.splits[split][0]
+        assert stored.dtype == torch.float32
+        assert torch.allclose(stored, reference.store(raw.splits[split][0]), atol=1e-5)
+    x, _ = white.train_batch(0)
+    assert x.shape == (32, 3, 8, 8) and x.dtype == torch.float32
+    assert white.meta["preprocess"] == {"name": "gcn_zca", "gcn_scale": 55.0, "zca_bias": 0.1}
 
 
 # ---------------------------------------------------------------- shapes
 
 
 def test_shapes_are_deterministic_balanced_and_hashed(tmp_path: Path) -> None:
-    x, y = generate_shapes(1003, seed=7)
-    x2, y2 = generate_shapes(1003, seed=7)
+    x, y = generate_shapes(503, seed=7)
+    x2, y2 = generate_shapes(503, seed=7)
     assert torch.equal(x, x2) and torch.equal(y, y2)
-    assert x.shape == (1003, 3, 32, 32) and x.dtype == torch.uint8
+    assert x.shape == (503, 3, 32, 32) and x.dtype == torch.uint8
     counts = torch.bincount(y, minlength=len(CLASSES))
     assert len(counts) == 10 and counts.max() - counts.min() <= 1
-    assert not torch.equal(x, generate_shapes(1003, seed=8)[0])
+    assert not torch.equal(x, generate_shapes(503, seed=8)[0])
     a = shapes_task(tmp_path)
     assert a.meta["source"] == "procedural shapes v1, seed 0"
     assert a.meta["sha256"] == shapes_task(tmp_path).meta["sha256"]

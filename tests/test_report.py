@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import runpy
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,9 +24,12 @@ from experiments.report.claims import judge, parse_claim
 from experiments.report.groups import group_runs, select
 from experiments.report.published import PUBLISHED_DIR, TAGS, available, load, parse
 from experiments.report.runs import ReportError, Run, find_runs
+from experiments.report.settings import from_config
 from experiments.report.tables import compare
 
 ROOT = Path(__file__).resolve().parents[1]
+#: scripts/report.py's namespace (scripts/ is not a package), to call its main() in-process.
+REPORT_CLI = runpy.run_path(str(ROOT / "scripts" / "report.py"), run_name="report_cli")
 STATS = ("final_val", "best_val", "final_test", "final_train_loss", "steps", "time_s")
 
 # ---------------------------------------------------------------------------------------------
@@ -185,7 +189,11 @@ def test_the_diverged_run_is_marked(study):
     plt.close(fig)
     assert [list(m.get_xdata()) for m in marks] == [[metrics["step"].iloc[-1]]]
     assert marks[0].get_ydata()[0] == pytest.approx(top)
-    assert "relu lr=1e+06 (n=0, 1 diverged)" in legend and "diverged" in legend
+    assert legend[-2:] == ["relu lr=1e+06 (n=0, 1 diverged)", "diverged"]
+    expected = _expected(study.root)
+    finals = expected[expected["status"] == "completed"].groupby("group")["final_train_loss"]
+    best_first = [f"{g} (n=2)" for g in finals.mean().sort_values().index]
+    assert legend[:-2] == best_first  # legend ordered by final value
     results = (study.report / "results.md").read_text()
     assert "| relu lr=1e+06 | 0/1, 1 diverged |" in results
     assert (
@@ -211,26 +219,10 @@ def test_claims_from_the_preset_are_judged_both_ways(study):
     assert "- tiny runs on procedural shapes" in (study.report / "README.md").read_text()
 
 
-def test_cli_options_give_time_axes_smoothing_and_log_scale(study, tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "report.py"),
-            str(study.root),
-            "--x",
-            "time",
-            "--smooth",
-            "2",
-            "--logy",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+def test_cli_options_give_time_axes_smoothing_and_log_scale(study, tmp_path, capsys):
+    argv = [str(study.root), "--x", "time", "--smooth", "2", "--logy", "--out", str(tmp_path)]
+    assert REPORT_CLI["main"](argv) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "README.md")
     assert (tmp_path / "val_error_time.png").stat().st_size > 1000
     assert "trailing mean over 2 logged points" in (tmp_path / "README.md").read_text()
 
@@ -311,6 +303,7 @@ def test_train_loss_at_equal_time_interpolates_at_the_shortest_run():
     assert verdict.verdict == "held"
     # tlu at 16 s: 1.0 + 0.6 * (0.5 - 1.0) = 0.7; tanh ends there at 1.6
     assert verdict.measured == "tlu 0.7000 (1) < tanh 1.6000 (1) at time 16 s"
+    assert verdict.notes == ["one run only (tlu, tanh): no spread to compare"]
     reverse = parse_claim({"text": "t", "order": ["tanh", "tlu"], "metric": "train_loss_at_time"})
     assert judge(reverse, groups, "bpc").verdict == "did not hold"
 
@@ -431,25 +424,62 @@ def test_bad_published_values_name_the_problem():
     assert PUBLISHED_DIR.is_dir()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "report.py"), *args],
+def test_cli_empty_or_missing_directory_is_one_line_exit_1(tmp_path, capsys):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "report.py"), str(tmp_path)],
         capture_output=True,
         text=True,
         cwd=ROOT,
         check=False,
     )
-
-
-def test_cli_empty_or_missing_directory_is_one_line_exit_1(tmp_path):
-    for target in (tmp_path, tmp_path / "missing"):
-        result = _cli(str(target))
-        assert result.returncode == 1
-        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-        assert result.stderr.startswith("report: ")
+    assert result.returncode == 1
+    assert (
+        result.stderr == f"report: no readable run directory (with summary.json) under {tmp_path}\n"
+    )
+    assert REPORT_CLI["main"]([str(tmp_path / "missing")]) == 1
+    assert capsys.readouterr().err == f"report: {tmp_path / 'missing'}: not a directory\n"
 
 
 def test_callback_skips_when_report_is_false(tmp_path):
     config = OmegaConf.create({"report": False, "hydra": {"sweep": {"dir": str(tmp_path)}}})
     ReportCallback().on_multirun_end(config)
     assert not (tmp_path / "report").exists()
+
+
+def test_report_settings_are_checked_before_a_sweep(caplog):
+    assert from_config(None).claims == [] and from_config(False).published == []
+    good = {"published": "xu2015_rrelu", "claims": [{"text": "t", "diverges": ["relu"]}]}
+    assert from_config(good).published == ["xu2015_rrelu"]
+    for bad, message in (
+        ({"claim": []}, "unknown setting 'report.claim'; valid: report.published"),
+        ({"published": "xu2051"}, "unknown published values 'xu2051'"),
+        ({"deviations": "x", "claims": [{"text": "t"}]}, "give either 'order'"),
+    ):
+        with pytest.raises(ReportError, match=message):
+            from_config(bad)
+    ReportCallback().on_multirun_start(OmegaConf.create({"report": {"claim": []}}))
+    assert "will fail: unknown setting 'report.claim'" in caplog.text
+
+
+def test_diagnostics_against_depth_average_the_runs(tmp_path):
+    def diagnostics(scale: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {"step": step, "layer": f"conv{i}", "metric": "zero_fraction", "value": v}
+                for step in (0, 10)
+                for i, v in enumerate((0.1 * scale, 0.5 * scale, 0.9 * scale))
+            ]
+        )
+
+    runs = [_run({"activation.name": "relu", "seed": s}) for s in (0, 1)]
+    for run, scale in zip(runs, (1.0, 0.5), strict=True):
+        run.diagnostics = diagnostics(scale)
+    groups, _ = group_runs(runs)
+    assert figures.diagnostic_steps(groups) == [0, 10]
+    profile = figures.depth_profile(groups[0], "zero_fraction", 10)
+    assert profile.tolist() == [[0.1, 0.5, 0.9], [0.05, 0.25, 0.45]]  # runs x layers, in order
+    (made,) = figures.plot_diagnostics(groups, [10], tmp_path)
+    assert made.stem == tmp_path / "diag_zero_fraction"
+    assert (tmp_path / "diag_zero_fraction.pdf").stat().st_size > 1000
+    with pytest.raises(ReportError, match="no diagnostics at step 5; logged steps: \\[0, 10\\]"):
+        figures.plot_diagnostics(groups, [5], tmp_path)

@@ -142,7 +142,7 @@ def test_gradient_clipping_bounds_one_sgd_update(tiny_config, tmp_path):
     by_value = update("value", "trainer.grad_clip_value=1e-4")
     by_norm = update("norm", "trainer.grad_clip_norm=1e-3")
     assert free.abs().max() > 1e-3 and free.norm() > 1e-2
-    assert by_value.abs().max() <= 1e-4 * (1 + 1e-5)
+    assert by_value.abs().max() <= 1e-4 * 1.001  # float32 differences of O(1) weights
     assert by_norm.norm() == pytest.approx(1e-3, rel=1e-3)
     logged = float(read_csv(RunDir(tmp_path / "free").metrics)[0]["grad_norm"])
     assert logged == pytest.approx(free.norm().item(), rel=1e-4)
@@ -322,9 +322,9 @@ def test_truncate_drops_later_rows_and_a_torn_line(tmp_path):
 
 
 def test_run_directory_lock_is_exclusive(tmp_path):
-    with RunDir(tmp_path).lock(), pytest.raises(RuntimeError, match="in use by another process"):
-        with RunDir(tmp_path).lock():
-            pass
+    busy = pytest.raises(RuntimeError, match="in use by another process")
+    with RunDir(tmp_path).lock(), busy, RunDir(tmp_path).lock():
+        pass
     with RunDir(tmp_path).lock():  # released
         pass
 

@@ -1,7 +1,7 @@
 """CharGRU: a character-level GRU language model whose candidate nonlinearity is swappable.
 
-torch.nn.GRU hard-codes tanh, and a plain Python loop over time steps under autograd runs at
-about half its speed (cpu-performance-notes.md). So each layer's recurrence is one
+torch.nn.GRU hard-codes tanh, and a plain Python loop over time steps under autograd trains at
+0.5-0.9x its speed (cpu-performance-notes.md). So each layer's recurrence is one
 ``torch.autograd.Function`` with a hand-written backward through time: per step it does only the
 recurrent matmul and a few elementwise ops, and the weight gradients of all steps come from one
 large matmul after the loop, which is what lets it keep up with nn.GRU. One implementation serves
@@ -65,7 +65,8 @@ class _Recurrence(torch.autograd.Function):
     Inputs: xp (T, B, 3H) = W_i x + b_i for every step, h0 (B, H), the recurrent weight
     (3H, H) and bias (3H,), then the activation's own parameters (passed only so that autograd
     routes their gradients here). Outputs the hidden sequence (T, B, H), the last hidden state
-    (B, H) and, not differentiable, the recurrent projections of every step (T, B, 3H).
+    (B, H) and, not differentiable, the recurrent projections of every step (T, B, 3H) and the
+    recurrent inputs [h0, ..., h_{T-1}] (T, B, H).
 
     The activation must act elementwise (each output depends only on its own input and the
     unit's parameters): its derivative is taken once for all steps as a vector-Jacobian
@@ -82,15 +83,16 @@ class _Recurrence(torch.autograd.Function):
         weight: torch.Tensor,
         bias: torch.Tensor,
         *act_params: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, ...]:
         steps, batch, h3 = xp.shape
         hid = h3 // 3
         ctx.rng = _rng_state(xp.device)
-        out = xp.new_empty(steps, batch, hid)
+        ctx.set_materialize_grads(False)
+        states = xp.new_empty(steps + 1, batch, hid)  # [h0, h1, ..., hT]: no copies to shift
+        states[0] = h0
         hproj = xp.new_empty(steps, batch, h3)  # recurrent projections [r, z, n]
         gates = xp.new_empty(steps, batch, 2 * hid)  # sigmoid outputs [r, z]
         pre = xp.new_empty(steps, batch, hid)  # the activation's inputs
-        cand = xp.new_empty(steps, batch, hid)  # the activation's outputs
         h = h0
         if variant == "pytorch":
             # Same operations in the same order as ATen's GRU cell, so tanh matches nn.GRU.
@@ -99,8 +101,8 @@ class _Recurrence(torch.autograd.Function):
                 hp = torch.addmm(bias, h, weight_t, out=hproj[t])
                 g = torch.add(hp[:, : 2 * hid], xp[t, :, : 2 * hid], out=gates[t]).sigmoid_()
                 a = torch.add(xp[t, :, 2 * hid :], hp[:, 2 * hid :] * g[:, :hid], out=pre[t])
-                n = cand[t].copy_(act(a))
-                h = torch.add((h - n).mul_(g[:, hid:]), n, out=out[t])
+                n = act(a)
+                h = torch.add((h - n).mul_(g[:, hid:]), n, out=states[t + 1])
         else:
             w_rz_t, w_n_t = weight[: 2 * hid].t(), weight[2 * hid :].t()
             b_rz, b_n = bias[: 2 * hid], bias[2 * hid :]
@@ -110,23 +112,23 @@ class _Recurrence(torch.autograd.Function):
                 g = torch.add(hp[:, : 2 * hid], xp[t, :, : 2 * hid], out=gates[t]).sigmoid_()
                 torch.addmm(b_n, g[:, :hid] * h, w_n_t, out=hp[:, 2 * hid :])
                 a = torch.add(xp[t, :, 2 * hid :], hp[:, 2 * hid :], out=pre[t])
-                n = cand[t].copy_(act(a))
-                h = torch.addcmul(h, g[:, hid:], n - h, out=out[t])
-        ctx.save_for_backward(h0, weight, out, gates, pre, cand, hproj)
-        ctx.mark_non_differentiable(hproj)
+                n = act(a)
+                h = torch.addcmul(h, g[:, hid:], n - h, out=states[t + 1])
+        ctx.save_for_backward(weight, states, gates, pre, hproj)
         ctx.variant, ctx.act = variant, act
-        return out, out[-1].clone(), hproj
+        hprev = states[:-1]
+        ctx.mark_non_differentiable(hproj, hprev)
+        return states[1:], states[-1].clone(), hproj, hprev
 
     @staticmethod
     @once_differentiable
-    def backward(
-        ctx: Any, dout: torch.Tensor, dlast: torch.Tensor, _: torch.Tensor
-    ) -> tuple[Any, ...]:
-        h0, weight, out, gates, pre, cand, hproj = ctx.saved_tensors
+    def backward(ctx: Any, dout: torch.Tensor | None, dlast: torch.Tensor | None, *_: Any) -> tuple:
+        weight, states, gates, pre, hproj = ctx.saved_tensors
         act_params = tuple(ctx.act.parameters())  # the tensors the recomputed graph uses
+        out, hprev = states[1:], states[:-1]
         steps, batch, hid = out.shape
-        r, z = gates[..., :hid], gates[..., hid:]
-        hprev = torch.cat([h0.unsqueeze(0), out[:-1]])
+        if dout is None:
+            dout = torch.zeros_like(out)
 
         with _replayed_rng(out.device, ctx.rng), torch.enable_grad():
             # One call per step as in the forward pass, so random draws repeat exactly;
@@ -136,11 +138,15 @@ class _Recurrence(torch.autograd.Function):
             recomputed = [ctx.act.forward(a) for a in pre_leaf.unbind(0)]
             ones = [torch.ones_like(recomputed[0])] * steps
             (dact,) = torch.autograd.grad(recomputed, pre_leaf, ones, retain_graph=bool(act_params))
+        with torch.no_grad():
+            cand = torch.stack(recomputed)  # the activation's outputs, as in the forward pass
+
+        r, z = gates[..., :hid], gates[..., hid:]
 
         # dproj[t]: gradient w.r.t. the recurrent projections of step t, [r, z, n].
         dproj = out.new_empty(steps, batch, 3 * hid)
         dh_all = out.new_empty(steps, batch, hid)  # total gradient w.r.t. each h_t
-        dh_all[-1] = dout[-1] + dlast
+        dh_all[-1] = dout[-1] if dlast is None else dout[-1] + dlast
         keep = 1 - z
         if ctx.variant == "pytorch":
             k_pre = dact * keep  # d h' / d (activation input)
@@ -233,7 +239,7 @@ class GRULayer(nn.Module):
         xp = self.ih(x)
         dtype = self.hh.weight.dtype
         with torch.autocast(xp.device.type, enabled=False):
-            out, last, hproj = _Recurrence.apply(
+            out, last, hproj, hprev = _Recurrence.apply(
                 self.variant,
                 self.act,
                 xp.to(dtype),
@@ -244,7 +250,7 @@ class GRULayer(nn.Module):
             )
         # For hooks only: each step's recurrent input is the previous hidden state (the
         # charrnn candidate block's is r * h).
-        self.hh(torch.cat([h0.unsqueeze(0), out[:-1].detach()]), computed=hproj)
+        self.hh(hprev, computed=hproj)
         return out, last
 
 
@@ -270,9 +276,13 @@ class CharGRU(nn.Module):
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
-            raise ValueError(f"model.variant={variant!r} is unknown; choose from: {VARIANTS}")
+            raise ValueError(
+                f"model.variant={variant!r} is unknown; choose from: {', '.join(VARIANTS)}"
+            )
         if embedding not in EMBEDDINGS:
-            raise ValueError(f"model.embedding={embedding!r} is unknown; choose from: {EMBEDDINGS}")
+            raise ValueError(
+                f"model.embedding={embedding!r} is unknown; choose from: {', '.join(EMBEDDINGS)}"
+            )
         for key, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
             if value < 1:
                 raise ValueError(f"model.{key}={value!r} must be a positive integer")

@@ -1,4 +1,4 @@
-"""Write the report of a sweep when Hydra finishes it (``report=false`` skips it)."""
+"""Hydra callback: check the ``report`` settings before a sweep, write the report after it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.report.build import write_report
 from experiments.report.runs import ReportError
-from experiments.report.settings import enabled
+from experiments.report.settings import enabled, from_config
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +19,20 @@ log = logging.getLogger(__name__)
 class ReportCallback(Callback):
     """``hydra.callbacks.report: {_target_: experiments.report.callback.ReportCallback}``.
 
-    A report that cannot be written is logged in one line and never fails the sweep: the
-    runs are the result, and ``scripts/report.py`` can be rerun on them.
+    A preset's claims and published values are checked when the sweep starts, so a typo is
+    reported in one line before hours of training rather than after (Hydra never lets a
+    callback stop a sweep; refusing belongs to the trainer's config validation, which can
+    call ``settings.from_config``). At the end the report of the sweep directory is
+    written; if that fails the reason is logged in one line and the sweep still succeeds:
+    the runs are the result, and ``scripts/report.py`` can be rerun on them.
     """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        report = config.get("report")
+        try:
+            from_config(OmegaConf.to_container(report) if OmegaConf.is_config(report) else report)
+        except ReportError as err:
+            log.error("the report at the end of this sweep will fail: %s", err)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not enabled(config.get("report")):

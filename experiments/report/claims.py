@@ -23,7 +23,8 @@ Judging an **order** claim:
 - Only completed runs count; diverged runs are left out of the means and listed. A group
   without a completed run makes the verdict ``not enough runs``.
 - ``held`` when the group means are strictly in the claimed order. The spread (mean ± std,
-  n) of every group is reported, and whether neighbouring groups' mean ± std overlap.
+  n) of every group is reported, and whether neighbouring groups' mean ± std overlap (the
+  verdict does not depend on it: read it as how far to trust the order).
 - ``train_loss_at_time`` compares the training loss at the largest wall-clock time every
   compared run reached (linear interpolation between logged steps); ``train_loss_at_step``
   does the same on steps.
@@ -186,11 +187,13 @@ def _judge_order(claim: Claim, groups: list[Group], eval_metric: str | None) -> 
         for a, b in itertools.pairwise(ranked)
         if means[a] + stds[a] >= means[b] - stds[b]
     ]
-    notes.append(
-        f"mean ± std overlap between {'; '.join(overlaps)}"
-        if overlaps
-        else "neighbouring groups separated by more than their std"
-    )
+    single = [chosen[i].label for i in ranked if len(values[i]) < 2]
+    if single:
+        notes.append(f"one run only ({', '.join(single)}): no spread to compare")
+    elif overlaps:
+        notes.append(f"mean ± std overlap between {'; '.join(overlaps)}")
+    else:
+        notes.append("neighbouring groups separated by more than their std")
     held = all(means[i] < means[i + 1] for i in range(len(means) - 1))
     return Verdict(claim, "held" if held else "did not hold", measured + where, notes)
 

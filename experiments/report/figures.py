@@ -172,6 +172,26 @@ def _layer_profile(frame: pd.DataFrame) -> np.ndarray:
     return frame.groupby("layer", sort=numeric)["value"].mean().to_numpy(dtype=float)
 
 
+def depth_profile(group: Group, metric: str, step: int) -> np.ndarray | None:
+    """(runs, layers) values of ``metric`` at ``step``, one row per run that logged it.
+
+    Every run counts whatever its final status: the profile before a divergence is exactly
+    what explains it. Runs logging different layer counts are cut to the shortest.
+    """
+    profiles = []
+    for run in group.runs:
+        d = run.diagnostics
+        if d is None:
+            continue
+        rows = d[(d["metric"] == metric) & (d["step"] == step)]
+        if len(rows):
+            profiles.append(_layer_profile(rows))
+    if not profiles:
+        return None
+    depth = min(len(p) for p in profiles)
+    return np.vstack([p[:depth] for p in profiles])
+
+
 def diagnostic_steps(groups: list[Group]) -> list[int]:
     """Every step at which some run logged diagnostics."""
     steps = {
@@ -185,11 +205,7 @@ def diagnostic_steps(groups: list[Group]) -> list[int]:
 
 
 def plot_diagnostics(groups: list[Group], steps: list[int], out: Path) -> list[Figure]:
-    """Per diagnostic metric, its value against depth at each chosen step (one panel each).
-
-    Every run with diagnostics at a step contributes, whatever its final status: the
-    profile before a divergence is exactly what explains it.
-    """
+    """Per diagnostic metric, its mean ± std over runs against depth, one panel per step."""
     logged = diagnostic_steps(groups)
     missing = [s for s in steps if s not in logged]
     if missing:
@@ -205,18 +221,11 @@ def plot_diagnostics(groups: list[Group], steps: list[int], out: Path) -> list[F
         positive = True
         for ax, step in zip(axes[0], steps, strict=True):
             for g in groups:
-                profiles = [
-                    _layer_profile(d[(d["metric"] == metric) & (d["step"] == step)])
-                    for r in g.runs
-                    if (d := r.diagnostics) is not None
-                    and ((d["metric"] == metric) & (d["step"] == step)).any()
-                ]
-                if not profiles:
+                stack = depth_profile(g, metric, step)
+                if stack is None:
                     continue
-                depth = min(len(p) for p in profiles)
-                stack = np.vstack([p[:depth] for p in profiles])
                 mean = np.nanmean(stack, axis=0)
-                layers = np.arange(1, depth + 1)
+                layers = np.arange(1, stack.shape[1] + 1)
                 ax.plot(
                     layers,
                     mean,
@@ -226,7 +235,7 @@ def plot_diagnostics(groups: list[Group], steps: list[int], out: Path) -> list[F
                     ms=3,
                     label=g.label,
                 )
-                if len(profiles) > 1:
+                if len(stack) > 1:
                     std = np.nanstd(stack, axis=0, ddof=1)
                     ax.fill_between(layers, mean - std, mean + std, color=g.color, alpha=0.2, lw=0)
                 positive &= bool(np.all(stack[np.isfinite(stack)] > 0))

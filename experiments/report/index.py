@@ -148,7 +148,7 @@ def _results(ix: Index) -> list[str]:
     ]
     if ix.published:
         papers = sorted({(p.paper, p.citation) for p in ix.published})
-        lines += ["Published values compared (`published.csv` holds every pair):", ""]
+        lines += ["Papers (`published.csv` holds every compared pair, raw units):", ""]
         lines += [f"- `{name}`: {citation}" for name, citation in papers]
         lines += ["", "How sure we are of each published value:", ""]
         lines += [f"- [{t}] {_TAG_MEANING[t]}" for t in TAGS]
@@ -156,7 +156,8 @@ def _results(ix: Index) -> list[str]:
             lines += ["", "No published value matches these groups and this setup."]
         else:
             columns = ["group", "paper", "metric", "tag", "table", "source", "note"]
-            lines += ["", markdown(ix.comparisons[columns])]
+            sources = markdown(ix.comparisons[columns])
+            lines += ["", "Where each compared value comes from:", "", sources]
         lines.append("")
     return lines
 

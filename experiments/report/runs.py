@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,11 +62,12 @@ class Run:
 
 
 def flatten_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The config as dotted keys with interpolations resolved where possible.
+    """The config as dotted keys, interpolations resolved where possible.
 
-    Hydra saves config.yaml unresolved; interpolations that need Hydra's runtime
-    (``${hydra:...}``, ``${now:...}``) cannot be resolved afterwards and keep their text.
-    Returns (resolved, raw) where raw holds the original text of every interpolated key.
+    Our trainer saves the config resolved; one saved by Hydra itself is not, and
+    interpolations that need Hydra's runtime (``${hydra:...}``, ``${now:...}``) cannot be
+    resolved afterwards, so they keep their text. Returns (resolved, raw) where raw holds
+    the original text of every interpolated key.
     """
     cfg = OmegaConf.load(path)
     if not OmegaConf.is_dict(cfg):
@@ -164,13 +164,3 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
     if len(metrics) > 1:
         raise ReportError(f"runs mix evaluation metrics {sorted(metrics)}; report them apart")
     return runs, skipped
-
-
-def last_finite(frame: pd.DataFrame, x: str, y: str) -> tuple[float, float] | None:
-    """The last (x, y) point whose y is finite: where a diverged curve is marked."""
-    finite = frame[[x, y]].dropna()
-    finite = finite[finite[y].map(lambda v: math.isfinite(float(v)))]
-    if finite.empty:
-        return None
-    row = finite.iloc[-1]
-    return float(row[x]), float(row[y])

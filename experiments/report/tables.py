@@ -68,8 +68,12 @@ def compare(
                 finished = [r for r in g.runs if r.status in ("completed", "diverged")]
                 k = sum(converged(r) for r in finished)
                 agree = k == len(finished) if p.value else k == 0
-                mixed = 0 < k < len(finished)
-                verdict = "mixed" if mixed or not finished else "agrees" if agree else "disagrees"
+                if not finished:
+                    verdict = "no finished run"
+                elif 0 < k < len(finished):
+                    verdict = "mixed"
+                else:
+                    verdict = "agrees" if agree else "disagrees"
                 out.append(Comparison(g, p, f"{k}/{len(finished)} converged", verdict))
                 continue
             row = stats.loc[g.label]
