@@ -15,7 +15,7 @@ import difflib
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -173,7 +173,7 @@ register_schemas()
 
 
 def validate(cfg: DictConfig) -> None:
-    """Everything checkable without loading data: raise ConfigError (one line) on the first fault."""
+    """Check all that needs no data; raise ConfigError (one line) on the first fault."""
     _check_top_level(cfg)
     for group in ("trainer", "paths", "optimizer", "schedule"):
         _check_schema_node(cfg[group], group)
@@ -353,16 +353,12 @@ def _matches(annotation: Any, value: Any) -> bool:
     if annotation is str:
         return isinstance(value, str)
     container = origin or annotation
-    if container in (list, tuple, Sequence) or (
-        isinstance(container, type) and issubclass(container, Sequence) and container is not str
-    ):
+    if isinstance(container, type) and issubclass(container, Sequence) and container is not str:
         if not isinstance(value, list | tuple):
             return False
-        if args and (container is not tuple or (len(args) == 2 and args[1] is Ellipsis)):
-            return all(_matches(args[0], v) for v in value)
-        if args and container is tuple:
+        if container is tuple and args and args[-1] is not Ellipsis:
             return len(args) == len(value) and all(map(_matches, args, value))
-        return True
+        return not args or all(_matches(args[0], v) for v in value)
     return True
 
 
@@ -377,7 +373,7 @@ def _type_name(annotation: Any) -> str:
 
 
 def unknown_key_message(full_key: str, valid: Sequence[str], owner: str | None = None) -> str:
-    """ "unknown config key 'a.b'; did you mean 'a.c'? (valid keys of a: ...)" in one line."""
+    """The one-line unknown-key message, with a did-you-mean when a valid key is close."""
     prefix, _, key = full_key.rpartition(".")
     close = difflib.get_close_matches(key, list(valid), n=1)
     hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""

@@ -162,7 +162,9 @@ def _hydra_task(cfg: DictConfig) -> None:
             raise
         _exit_with(err)
     if status == "failed" and not multirun:
-        _exit_with(RunFailed(f"{cfg.run_name} failed (traceback above; see {run_dir}/summary.json)"))
+        _exit_with(
+            RunFailed(f"{cfg.run_name} failed (traceback above; see {run_dir}/summary.json)")
+        )
 
 
 def _exit_with(err: BaseException) -> NoReturn:

@@ -135,22 +135,28 @@ def build(cfg: DictConfig) -> Components:
 
 
 class Stopwatch:
-    """Training wall time: runs while training, paused around evaluation and checkpoints."""
+    """Training wall time: started with the loop, paused around evaluation and checkpoints."""
 
     def __init__(self, elapsed: float = 0.0) -> None:
         self._elapsed = elapsed
+        self._since: float | None = None
+
+    def start(self) -> None:
         self._since = time.perf_counter()
 
     def read(self) -> float:
-        return self._elapsed + (time.perf_counter() - self._since)
+        running = 0.0 if self._since is None else time.perf_counter() - self._since
+        return self._elapsed + running
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        self._elapsed = self.read()
+        self._elapsed, since = self.read(), self._since
+        self._since = None
         try:
             yield
         finally:
-            self._since = time.perf_counter()
+            if since is not None:
+                self._since = time.perf_counter()
 
 
 def environment() -> dict[str, Any]:
@@ -204,6 +210,7 @@ class Trainer:
         self.step = 0
         self.watch = Stopwatch()
         self._wall = Stopwatch()
+        self._wall.start()
         zero = functools.partial(torch.zeros, (), dtype=torch.float64, device=parts.device)
         #: device-side sums since the last metrics.csv row (read back only when logging).
         self.window: dict[str, Any] = {"loss": zero(), "grad_norm": zero(), "count": 0}
@@ -278,9 +285,7 @@ class Trainer:
         with contextlib.ExitStack() as stack:
             metric_columns = METRICS_COLUMNS + (("grad_norm",) if self.cfg.log_grad_norm else ())
             self.metrics_log = stack.enter_context(CsvLog(self.run.metrics, metric_columns))
-            self.eval_log = stack.enter_context(
-                CsvLog(self.run.eval, (*EVAL_COLUMNS, self.metric))
-            )
+            self.eval_log = stack.enter_context(CsvLog(self.run.eval, (*EVAL_COLUMNS, self.metric)))
             bar = stack.enter_context(
                 tqdm(
                     total=self.parts.total_steps,
@@ -295,10 +300,12 @@ class Trainer:
                 stack.enter_context(logging_redirect_tqdm())
             stack.enter_context(self._stop_on_signals())
             self.write_summary()
+            self.watch.start()
             if self._train(bar) == "diverged":
                 self.write_summary(status="diverged", diverged_step=self.step)
                 return "diverged"
-            self._evaluate("val")
+            if (self.summary["final"] or {}).get("step") != self.step:
+                self._evaluate("val")
             self._evaluate("test")
             self._save()
             self.write_summary(status="completed")
@@ -481,11 +488,14 @@ class Trainer:
         self.window = state["window"]
         self.watch = Stopwatch(state["train_time_s"])
         self._wall = Stopwatch(state["wall_time_s"])
+        self._wall.start()
         for row in read_csv(self.run.eval):
             if row["split"] == "val":
                 record = {"step": int(row["step"]), "loss": float(row["loss"])}
                 self._note_val({**record, self.metric: float(row[self.metric])})
-        self.summary["resumed_at_steps"].append(self.step)
+        before = self.run.read_summary() or {}
+        self.summary["started_at"] = before.get("started_at", self.summary["started_at"])
+        self.summary["resumed_at_steps"] = [*before.get("resumed_at_steps", []), self.step]
         log.info("[%s] resuming at step %d", self.label, self.step)
 
     # -- signals ------------------------------------------------------------------------------

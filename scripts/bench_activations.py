@@ -4,7 +4,7 @@
     python scripts/bench_activations.py --size 2,4,3,3 --repeat 1 --backend eager   # smoke
 
 Every unit runs at its defaults in training mode on a channel-first map (channel_dim=1). A
-timing is the median of ``--repeat`` calls of ``unit(x).backward(g)`` (x.grad cleared, so the
+timing is the best of ``--repeat`` calls of ``unit(x).backward(g)`` (x.grad cleared, so the
 gradient is allocated every time as in training), after one warm-up call whose time (the
 compile, for compiled kernels) is reported apart. Saved bytes are the distinct storages that
 autograd keeps for backward, counted with ``torch.autograd.graph.saved_tensors_hooks``.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 from collections.abc import Callable
 
@@ -30,7 +29,10 @@ Unit = Callable[[torch.Tensor], torch.Tensor]
 
 
 def fwd_bwd_ms(fn: Unit, x: torch.Tensor, g: torch.Tensor, repeat: int) -> tuple[float, float]:
-    """(first call, median of ``repeat`` later calls) of forward+backward, in milliseconds."""
+    """(first call, best of ``repeat`` later calls) of forward+backward, in milliseconds.
+
+    The best, not the mean: other processes on a shared CPU only ever add time.
+    """
 
     def once() -> float:
         x.grad = None
@@ -39,7 +41,7 @@ def fwd_bwd_ms(fn: Unit, x: torch.Tensor, g: torch.Tensor, repeat: int) -> tuple
         return (time.perf_counter() - start) * 1e3
 
     first = once()
-    return first, statistics.median(once() for _ in range(repeat))
+    return first, min(once() for _ in range(repeat))
 
 
 def saved_bytes(fn: Unit, x: torch.Tensor) -> int:
@@ -74,8 +76,9 @@ def run(size: tuple[int, ...], repeat: int, backend: str, names: list[str]) -> N
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}; "
         f"float32 input {tuple(size)}; fast paths on backend '{backend}'; "
-        f"median of {repeat} forward+backward calls after one warm-up"
+        f"best of {repeat} forward+backward calls after one warm-up"
     )
+    print("noise: other processes share this CPU; compare ratios within one run only")
     _, relu_ms = fwd_bwd_ms(F.relu, x, torch.randn(size), repeat)
 
     print(f"\n{'unit':<10} {'ms':>8} {'x relu':>7}")
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--size", default="128,192,32,32", help="input shape N,C[,H,W...] (default %(default)s)"
     )
-    parser.add_argument("--repeat", type=int, default=5, help="timed calls per unit (median)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls per unit (best)")
     parser.add_argument(
         "--backend",
         default="compiled",

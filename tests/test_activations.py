@@ -402,6 +402,10 @@ def test_backend_switch_env_var_and_errors(monkeypatch):
     with pytest.raises(ValueError, match=r"unknown activation backend 'fast'.*compiled"):
         activations.set_backend("fast")
     activations.set_backend(None)
+    monkeypatch.setattr(backend, "_compile_failed", False)
+    with activations.use_backend("auto"):  # small tensors run the twin, big ones compiled
+        assert backend.path_for(backend.AUTO_MIN_NUMEL - 1) == "reference"
+        assert backend.path_for(backend.AUTO_MIN_NUMEL) == "compiled"
     monkeypatch.setenv(backend.ENV_VAR, "turbo")
     with pytest.raises(ValueError, match="ACTLAB_ACTIVATION_BACKEND"):
         activations.get_backend()
@@ -421,7 +425,7 @@ def test_compile_failure_falls_back_to_eager_with_one_warning(monkeypatch):
     with activations.use_backend("compiled"):
         with pytest.warns(RuntimeWarning, match="no compiler here"):
             assert torch.equal(k(x), x * 2)
-        assert not backend.wants_compiled(10**9)
+        assert backend.path_for(10**9) == "eager"
         assert torch.equal(k(x), x * 2)  # no second warning (pytest errors on unexpected ones)
 
 

@@ -1,0 +1,91 @@
+"""The shared trainer's overhead: its time per step over a bare loop's, same model and batches.
+
+Both loops train what ``experiments.trainer.build`` makes from the config (by default NIN on
+``shapes`` on the CPU, as configs/ define them) from the same seed; the trainer runs at its
+default logging (metrics every ``trainer.log_every`` steps, grad norm logged) with periodic
+evaluation and checkpoints off, and its time per step is metrics.csv's ``time_s`` over the
+steps. The bare loop is batch, loss, zero_grad, backward, step. A warm-up loop runs first, then
+the two alternate ``--repeats`` times; medians are compared. Bound from the issue: <= 1.15.
+
+    python scripts/bench_trainer.py [--steps 50] [--repeats 2] [override ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import experiments.config  # noqa: F401  (registers the config schemas)
+from experiments.rundir import RunDir, read_csv
+from experiments.train import CONFIG_DIR
+from experiments.trainer import Trainer, build
+
+
+def bare_loop(cfg: DictConfig, steps: int) -> float:
+    """Seconds per step of the plainest loop over the same components."""
+    parts = build(cfg)
+    task, model, optimizer = parts.task, parts.model, parts.optimizer
+    model.train()
+    start = time.perf_counter()
+    for step in range(steps):
+        loss = task.training_loss(model, task.train_batch(step), step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    loss.item()
+    return (time.perf_counter() - start) / steps
+
+
+def trainer_loop(cfg: DictConfig, steps: int) -> float:
+    """Seconds per step of the trainer (its own training clock, evaluation excluded)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunDir(tmp)
+        Trainer(build(cfg), cfg, run).fit()
+        return float(read_csv(run.metrics)[-1]["time_s"]) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model.widths=[...]")
+    args = parser.parse_args()
+    fixed = [
+        "trainer.device=cpu",
+        f"trainer.max_steps={args.steps}",
+        "trainer.eval_every=null",
+        "trainer.checkpoint_every=null",
+        "experiment_name=bench",
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("config", overrides=[*fixed, *args.overrides])
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    bare_loop(cfg, 3)  # warm-up: allocator, kernel caches
+    bare, trainer = [], []
+    for _ in range(args.repeats):
+        bare.append(bare_loop(cfg, args.steps))
+        trainer.append(trainer_loop(cfg, args.steps))
+    b, t = statistics.median(bare), statistics.median(trainer)
+    widths = cfg.model.get("widths", "default")
+    print(
+        f"{cfg.model.name} (widths {list(widths)}) on {cfg.dataset.name}, batch "
+        f"{cfg.dataset.batch_size}, cpu, {torch.get_num_threads()} threads, {args.steps} steps "
+        f"x {args.repeats}, log_every {cfg.trainer.log_every}, "
+        f"channels_last {cfg.trainer.channels_last}"
+    )
+    print(f"bare loop  ms/step: {' '.join(f'{1e3 * x:.1f}' for x in bare)}  median {1e3 * b:.1f}")
+    print(
+        f"trainer    ms/step: {' '.join(f'{1e3 * x:.1f}' for x in trainer)}  median {1e3 * t:.1f}"
+    )
+    print(f"ratio trainer / bare: {t / b:.3f} (bound 1.15)")
+
+
+if __name__ == "__main__":
+    main()
