@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from torch import nn
 
 import activations
@@ -410,3 +411,65 @@ def test_bench_gru_smoke(capsys) -> None:
     assert set(results[8]) == {"nn.GRU", "pytorch", "charrnn"}
     assert all(rate > 0 for rate in results[8].values())
     assert "| hidden | nn.GRU chars/s |" in capsys.readouterr().out
+
+
+# --- configs --------------------------------------------------------------------------------
+
+
+def test_model_yaml_lists_every_option_with_the_code_default() -> None:
+    from experiments.models import MODELS
+
+    config = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "model" / "chargru.yaml"))
+    assert config.pop("name") == "chargru"
+    assert config == MODELS.options("chargru", fixed=("act", "num_outputs", "in_channels"))
+
+
+def test_preset_composes_with_char_rnn_settings() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from experiments.config import validate
+    from experiments.train import CONFIG_DIR
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("config", overrides=["experiment=gru_linux_tlu"], return_hydra_config=True)
+    sweep = cfg.hydra.sweeper.params
+    assert sweep.activation == "tanh,sigmoid,lrelu,elu,tlu" and sweep.seed == "1,2"
+    with open_dict(cfg):
+        del cfg["hydra"]
+    validate(cfg)
+    assert (cfg.activation.name, cfg.model.variant, cfg.init.name, cfg.init.a) == (
+        "tanh",
+        "charrnn",
+        "uniform",
+        0.08,
+    )
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.alpha) == ("rmsprop", 2e-3, 0.95)
+    assert (cfg.schedule.gamma, cfg.schedule.unit, cfg.schedule.start) == (0.97, "epochs", 10)
+    assert cfg.trainer.grad_clip_value == 5 / cfg.dataset.seq_len
+
+
+def test_preset_trains_end_to_end_and_samples(cli, tmp_path: Path, capsys) -> None:
+    """The CLI with the study preset on a toy corpus: bpc in the summary, then the sampler."""
+    source = text_source(tmp_path / "src", 4000)
+    result = cli(
+        "experiment=gru_linux_tlu",
+        "activation=tlu",
+        "seed=1",
+        f"dataset.source={source}",
+        "dataset.batch_size=4",
+        "dataset.seq_len=8",
+        "dataset.eval_batch_size=4",
+        "model.hidden_size=8",
+        "trainer.max_steps=6",
+        "trainer.eval_every=3",
+        "trainer.threads=1",
+        tiny=False,
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "results" / "gru_linux_tlu" / "tlu-chargru-linux-s1"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["metric"] == "bpc"
+    assert summary["data"]["source"] == str(source.resolve())
+    assert summary["test"]["bpc"] == pytest.approx(summary["test"]["loss"] / math.log(2))
+    sampling.main([str(run_dir), "--chars", "20", "--data-dir", str(tmp_path / "data")])
+    assert len(capsys.readouterr().out) >= 21

@@ -343,3 +343,14 @@ def test_prepare_corpus_script(tmp_path: Path, capsys: pytest.CaptureFixture[str
     printed = capsys.readouterr().out
     manifest = json.loads(printed[printed.index("{") :])
     assert manifest["sha256"] == hashlib.sha256(sorted_source()).hexdigest()
+
+
+def test_dataset_yaml_lists_exactly_the_builder_options() -> None:
+    import yaml
+
+    from experiments.data import DATASETS
+
+    path = Path(__file__).parents[1] / "configs" / "dataset" / "linux.yaml"
+    config = yaml.safe_load(path.read_text())
+    assert config.pop("name") == "linux"
+    assert config == DATASETS.options("linux", fixed=("device", "seed", "data_dir"))

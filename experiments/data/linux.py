@@ -1,0 +1,428 @@
+"""``dataset=linux``: a byte-level character corpus built from Linux source on this machine.
+
+No download: the text comes from the first source that exists, in this order:
+
+1. ``dataset.source``: a kernel tree or a tar archive of one (Debian's ``linux-source`` package
+   installs /usr/src/linux-source-*.tar.xz);
+2. the system's Linux uapi headers, ``SYSTEM_HEADERS`` (/usr/include/linux);
+3. the C/C++ headers shipped inside the installed torch package, ``TORCH_HEADERS``.
+
+Its .c and .h files (regular files; symlinks skipped) are concatenated in sorted path order and
+cut at ``size_mb`` megabytes (10^6 bytes). The corpus is cached under ``data_dir`` as raw bytes
+plus a JSON manifest (source, file count, bytes, sha256), never pickled; a cache whose bytes
+no longer match its manifest is an error, not something to rebuild silently behind a study.
+
+The vocabulary is byte-level like char-rnn's (exact for any encoding): the bytes seen in the
+training split, sorted, plus one unknown symbol (always last) for bytes only val/test contain.
+The split is contiguous: train, then val, then test.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import lzma
+import math
+import os
+import posixpath
+import re
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from experiments.data import register_dataset
+
+#: The system's Linux uapi headers (the linux/ directory of the system include path).
+SYSTEM_HEADERS = Path("/usr/include/linux")
+#: The C/C++ headers inside the installed torch package, present wherever torch is.
+TORCH_HEADERS = Path(torch.__file__).resolve().parent / "include"
+SUFFIXES = (".c", ".h")
+MEGABYTE = 1_000_000
+CORPUS_FILE, MANIFEST_FILE = "corpus.bin", "manifest.json"
+_READ_ERRORS = (OSError, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    text: bytes
+    manifest: dict[str, Any]
+    cache_dir: Path
+
+
+def resolve_source(source: str | os.PathLike[str] | None) -> Path:
+    """The first of ``source``, SYSTEM_HEADERS, TORCH_HEADERS that exists (see module doc)."""
+    if source is not None and str(source) != "":
+        path = Path(source).expanduser().resolve()
+        if not path.exists():
+            raise ValueError(f"dataset.source={str(source)!r}: no such file or directory")
+        if path.is_dir() or _is_tar(path):
+            return path
+        raise ValueError(
+            f"dataset.source={str(source)!r} is neither a directory nor a tar archive "
+            "(.tar, .tar.gz, .tar.xz, ...)"
+        )
+    for candidate in (SYSTEM_HEADERS, TORCH_HEADERS):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise ValueError(
+        f"no Linux source found in {SYSTEM_HEADERS} or {TORCH_HEADERS}; "
+        "set dataset.source=<kernel tree or .tar.xz>"
+    )
+
+
+def _is_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except _READ_ERRORS as err:
+        raise ValueError(f"dataset.source={str(path)!r} cannot be read: {err}") from None
+
+
+def _directory_entries(root: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """(relative posix path, reader) of every regular .c/.h file under ``root``, sorted."""
+    found = []
+    for folder, _, names in os.walk(root, onerror=_raise):  # an unreadable folder is an error
+        for name in names:
+            path = Path(folder, name)
+            if path.suffix in SUFFIXES and path.is_file() and not path.is_symlink():
+                found.append((path.relative_to(root).as_posix(), path))
+    for rel, path in sorted(found):
+        yield rel, path.read_bytes
+
+
+def _raise(err: OSError) -> None:
+    raise err
+
+
+def _tar_entries(archive: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """(normalised member path, reader) of every regular .c/.h member, in archive order.
+
+    Streaming mode: a compressed kernel tarball is read once, front to back.
+    """
+    with tarfile.open(archive, mode="r|*") as tar:
+        for member in tar:
+            name = posixpath.normpath(member.name)
+            if member.isreg() and posixpath.splitext(name)[1] in SUFFIXES:
+
+                def read(member: tarfile.TarInfo = member) -> bytes:
+                    handle = tar.extractfile(member)
+                    assert handle is not None  # regular members always have data
+                    return handle.read()
+
+                yield name, read
+
+
+def first_files(
+    entries: Iterable[tuple[str, Callable[[], bytes]]], limit: int
+) -> list[tuple[str, bytes]]:
+    """The files that, sorted by path, hold the first ``limit`` bytes: [(path, data)].
+
+    Entries may come in any order (a tarball's is arbitrary); a file is read only if the files
+    kept so far with smaller paths hold fewer than ``limit`` bytes, and files pushed past the
+    limit are dropped, so memory stays about ``limit``.
+    """
+    kept: list[tuple[str, bytes]] = []
+    total = 0
+    for name, read in entries:
+        index = bisect.bisect([k for k, _ in kept], name)
+        if sum(len(data) for _, data in kept[:index]) >= limit:
+            continue
+        data = read()
+        kept.insert(index, (name, data))
+        total += len(data)
+        while kept and total - len(kept[-1][1]) >= limit:
+            total -= len(kept.pop()[1])
+    return kept
+
+
+def read_source(path: Path, limit: int) -> tuple[bytes, dict[str, Any]]:
+    """Concatenate the source's .c/.h files in path order, cut at ``limit`` bytes."""
+    kind = "directory" if path.is_dir() else "tarball"
+    entries = _directory_entries(path) if kind == "directory" else _tar_entries(path)
+    try:
+        files = first_files(entries, limit)
+    except _READ_ERRORS as err:
+        raise ValueError(f"cannot read corpus source {path}: {err}") from None
+    if not files:
+        raise ValueError(f"corpus source {path} holds no {'/'.join(SUFFIXES)} files")
+    text = b"".join(data for _, data in files)[:limit]
+    info = {
+        "source_kind": kind,
+        "files": len(files),
+        "first_file": files[0][0],
+        "last_file": files[-1][0],
+    }
+    return text, info
+
+
+def build_corpus(
+    source: str | os.PathLike[str] | None, size_mb: float, data_dir: str | os.PathLike[str]
+) -> Corpus:
+    """Load the corpus of (source, size) from the cache under ``data_dir``, building it once."""
+    if not (isinstance(size_mb, int | float) and size_mb > 0 and math.isfinite(size_mb)):
+        raise ValueError(f"dataset.size_mb={size_mb!r} must be a positive number")
+    path = resolve_source(source)
+    limit = round(size_mb * MEGABYTE)
+    cache = Path(data_dir) / "linux" / _cache_name(path, limit)
+    if (cache / MANIFEST_FILE).exists():
+        return _load_cache(cache)
+    text, info = read_source(path, limit)
+    manifest = {
+        "source": str(path),
+        **info,
+        "size_mb": size_mb,
+        "bytes": len(text),
+        "sha256": hashlib.sha256(text).hexdigest(),
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    _write_atomic(cache / CORPUS_FILE, text)  # the manifest last: it marks the cache complete
+    _write_atomic(cache / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
+    return Corpus(text, manifest, cache)
+
+
+def _cache_name(path: Path, limit: int) -> str:
+    readable = re.sub(r"[^A-Za-z0-9._-]", "_", path.name) or "root"
+    digest = hashlib.sha256(f"{path}\0{limit}".encode()).hexdigest()[:10]
+    return f"{readable}-{limit}B-{digest}"
+
+
+def _load_cache(cache: Path) -> Corpus:
+    try:
+        manifest = json.loads((cache / MANIFEST_FILE).read_text())
+        text = (cache / CORPUS_FILE).read_bytes()
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"corpus cache {cache} is unreadable ({err}); delete it to rebuild"
+        ) from None
+    digest = hashlib.sha256(text).hexdigest()
+    if digest != manifest.get("sha256"):
+        raise ValueError(
+            f"corpus cache {cache} is corrupt: sha256 {digest} but its manifest says "
+            f"{manifest.get('sha256')}; delete the directory to rebuild it"
+        )
+    return Corpus(text, manifest, cache)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so concurrent builders never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the cache from other users
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ByteVocab:
+    """Sorted training bytes, then one unknown symbol for bytes the training text lacks."""
+
+    def __init__(self, symbols: bytes) -> None:
+        self.symbols = bytes(sorted(set(symbols)))
+        self.unk = len(self.symbols)
+        self.size = self.unk + 1
+        table = torch.full((256,), self.unk, dtype=torch.long)
+        table[torch.tensor(list(self.symbols), dtype=torch.long)] = torch.arange(self.unk)
+        self._table = table
+
+    def encode(self, text: bytes) -> torch.Tensor:
+        if not text:
+            return torch.empty(0, dtype=torch.long)
+        return self._table[torch.frombuffer(bytearray(text), dtype=torch.uint8).long()]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids`` (UTF-8, invalid sequences and the unknown symbol shown as U+FFFD)."""
+        raw = b"".join(self.symbols[i : i + 1] if i < self.unk else "\ufffd".encode() for i in ids)
+        return raw.decode("utf-8", errors="replace")
+
+
+def _streams(ids: torch.Tensor, streams: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and next-character targets as ``streams`` contiguous columns, (L, streams)."""
+    length = (ids.numel() - 1) // streams
+    inputs = ids[: streams * length].view(streams, length).t().contiguous()
+    targets = ids[1 : streams * length + 1].view(streams, length).t().contiguous()
+    return inputs, targets
+
+
+class TextTask:
+    """Character language modelling with truncated back-propagation through time.
+
+    Training reads ``batch_size`` contiguous streams of the training split, ``seq_len`` steps
+    at a time; batch k of an epoch is rows [k*S, (k+1)*S) of every stream, so a batch is a pure
+    function of the step. The model's hidden state is carried (detached) from one batch to the
+    next, reset to zero at each epoch start, and part of ``state_dict`` for exact resumes.
+    Evaluation runs ``eval_batch_size`` streams over a whole split from a zero state.
+    """
+
+    metric = "bpc"
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        *,
+        device: torch.device,
+        batch_size: int,
+        eval_batch_size: int,
+        seq_len: int,
+        val_frac: float,
+        test_frac: float,
+    ) -> None:
+        for key, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("seq_len", seq_len),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"dataset.{key}={value!r} must be a positive integer")
+        if not (0 <= val_frac < 1 and 0 <= test_frac < 1 and val_frac + test_frac < 1):
+            raise ValueError(
+                f"dataset.val_frac={val_frac!r}, test_frac={test_frac!r}: each must lie in "
+                "[0, 1) and their sum below 1"
+            )
+        self.device = torch.device(device)
+        self.seq_len = seq_len
+        text = corpus.text
+        n_val, n_test = round(len(text) * val_frac), round(len(text) * test_frac)
+        n_train = len(text) - n_val - n_test
+        split_text = {
+            "train": text[:n_train],
+            "val": text[n_train : n_train + n_val],
+            "test": text[n_train + n_val :],
+        }
+        self._check_sizes(split_text, batch_size, eval_batch_size, seq_len, corpus)
+        self.vocab = ByteVocab(split_text["train"])
+        self.num_outputs = self.in_channels = self.vocab.size
+        ids = {name: self.vocab.encode(part).to(self.device) for name, part in split_text.items()}
+        self._train = _streams(ids["train"], batch_size)
+        self.steps_per_epoch = self._train[0].shape[0] // seq_len
+        self._eval = {name: _streams(ids[name], eval_batch_size) for name in ("val", "test")}
+        self._hidden: torch.Tensor | None = None
+        self._hidden_step = -1
+        self.meta = {
+            **corpus.manifest,
+            "cache": str(corpus.cache_dir),
+            **{f"{name}_chars": len(part) for name, part in split_text.items()},
+            "vocab_size": self.vocab.size,
+            "vocab_level": "byte (training-split bytes + 1 unknown symbol)",
+            **_unigram_entropy(ids["train"], self.vocab.size),
+        }
+
+    @staticmethod
+    def _check_sizes(
+        parts: dict[str, bytes], batch: int, eval_batch: int, seq: int, corpus: Corpus
+    ) -> None:
+        """One training batch and one evaluation step per split, or a one-line error."""
+        needs = {"train": batch * seq + 1, "val": eval_batch + 1, "test": eval_batch + 1}
+        for name, need in needs.items():
+            if len(parts[name]) < need:
+                raise ValueError(
+                    f"corpus {corpus.manifest['source']} ({len(corpus.text)} bytes) leaves the "
+                    f"{name} split {len(parts[name])} characters, fewer than the {need} one "
+                    "batch needs; raise dataset.size_mb or the split fraction, or shrink batches"
+                )
+
+    def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, targets), each (seq_len, batch_size) character indices."""
+        start = (step % self.steps_per_epoch) * self.seq_len
+        inputs, targets = self._train
+        return inputs[start : start + self.seq_len], targets[start : start + self.seq_len]
+
+    def training_loss(
+        self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], step: int
+    ) -> torch.Tensor:
+        """Mean cross-entropy (nats per character); carries the hidden state to step + 1."""
+        if step % self.steps_per_epoch == 0:
+            hidden = None
+        elif self._hidden_step == step - 1:
+            hidden = self._hidden
+        else:
+            raise ValueError(
+                f"text task: hidden state is from step {self._hidden_step}, not {step - 1}; "
+                "steps must run in order, resuming with the task's saved state_dict"
+            )
+        inputs, targets = batch
+        logits, last = model(inputs, hidden)
+        self._hidden, self._hidden_step = last.detach(), step
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """Mean nats and bits per character over every stream position of ``split``."""
+        if split not in self._eval:
+            raise ValueError(f"unknown split {split!r}; choose from: {', '.join(self._eval)}")
+        inputs, targets = self._eval[split]
+        was_training = model.training
+        model.eval()
+        try:
+            hidden, total = None, 0.0
+            for start in range(0, inputs.shape[0], self.seq_len):
+                logits, hidden = model(inputs[start : start + self.seq_len], hidden)
+                chunk = targets[start : start + self.seq_len]
+                total += F.cross_entropy(
+                    logits.flatten(0, 1), chunk.flatten(), reduction="sum"
+                ).item()
+        finally:
+            model.train(was_training)
+        nats = total / targets.numel()
+        return {"loss": nats, "bpc": nats / math.log(2)}
+
+    def probe_batch(self) -> torch.Tensor:
+        """The inputs of the first training batch, (seq_len, batch_size)."""
+        return self.train_batch(0)[0]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"hidden": self._hidden, "hidden_step": self._hidden_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        hidden = state["hidden"]
+        self._hidden = None if hidden is None else hidden.to(self.device)
+        self._hidden_step = int(state["hidden_step"])
+
+
+def _unigram_entropy(ids: torch.Tensor, size: int) -> dict[str, float]:
+    """Entropy of the training text's character frequencies: the bpc of a context-free model."""
+    counts = torch.bincount(ids.cpu(), minlength=size).double()
+    p = counts[counts > 0] / counts.sum()
+    nats = float(-(p * p.log()).sum())
+    return {"unigram_entropy_nats": nats, "unigram_entropy_bits": nats / math.log(2)}
+
+
+@register_dataset("linux")
+def linux(
+    *,
+    device: torch.device,
+    seed: int,
+    data_dir: Path,
+    source: str | None = None,
+    size_mb: float = 5.0,
+    batch_size: int = 50,
+    eval_batch_size: int = 50,
+    seq_len: int = 50,
+    val_frac: float = 0.05,
+    test_frac: float = 0.05,
+) -> TextTask:
+    """char-rnn's batch 50 x seq 50; a contiguous 90/5/5 split (char-rnn: 95/5, no test).
+
+    ``seed`` is unused: streams are read in order, there is nothing random to seed.
+    """
+    del seed
+    corpus = build_corpus(source, size_mb, data_dir)
+    return TextTask(
+        corpus,
+        device=device,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        seq_len=seq_len,
+        val_frac=val_frac,
+        test_frac=test_frac,
+    )
