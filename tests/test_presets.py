@@ -1,0 +1,345 @@
+"""Study presets (configs/experiment/): each composes, and its sweep is the intended one.
+
+A preset's job list is computed in-process the way Hydra's BasicSweeper computes it (its
+``hydra.sweeper.params`` parsed into overrides, then the cartesian product), every job is
+composed and validated as the trainer would, and the jobs are compared with the product the
+study means, written down below from the papers (references/papers.md), independently of the
+YAML. The presets are found by listing the directory, so a new one is checked at once (and
+fails until its intended sweep is written into INTENDED).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from experiments.config import validate
+from experiments.report import published
+from experiments.report.claims import parse_claims
+from experiments.report.groups import group_runs, select
+from experiments.report.runs import load_run
+from experiments.report.settings import from_config
+from experiments.train import CONFIG_DIR
+
+EXPERIMENTS = CONFIG_DIR / "experiment"
+#: the study presets (``experiment=<name>``) ...
+PRESETS = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
+#: ... and the parts they include (unit/, recipe/), which must compose on their own too.
+PARTS = sorted(p.relative_to(EXPERIMENTS).with_suffix("").as_posix() for p in EXPERIMENTS.glob("*/*.yaml"))
+#: a run name is one readable path component
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+
+
+# ---------------------------------------------------------------------------------------------
+# What each study means to run (from the papers, not from the YAML)
+
+
+@dataclass(frozen=True)
+class Intent:
+    """The cartesian product of ``axes`` (each a list of config facts: dotted key -> value),
+    every job also having ``fixed``; a job is matched on the keys its facts name."""
+
+    axes: tuple[tuple[dict[str, Any], ...], ...]
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [
+            {k: v for facts in (self.fixed, *combo) for k, v in facts.items()}
+            for combo in itertools.product(*self.axes)
+        ]
+
+
+def axis(key: str, *values: Any) -> tuple[dict[str, Any], ...]:
+    return tuple({key: v} for v in values)
+
+
+def seeds(*values: int) -> tuple[dict[str, Any], ...]:
+    return axis("seed", *values)
+
+
+def unit(name: str, **settings: Any) -> dict[str, Any]:
+    """An activation by name; ``settings`` are dotted keys with '__' for '.' (optimizer__lr)."""
+    return {"activation.name": name, **{k.replace("__", "."): v for k, v in settings.items()}}
+
+
+#: Caffe's default multipliers for learnable unit parameters: lr_mult 1, decay_mult 1.
+CAFFE_MULTS = {"optimizer__act_lr_mult": 1.0, "optimizer__act_weight_decay_mult": 1.0}
+RELU, ELU = unit("relu", **CAFFE_MULTS), unit("elu", **CAFFE_MULTS)
+PRELU = unit("prelu", activation__init=0.25, activation__channelwise=True, **CAFFE_MULTS)
+#: Xu et al.: Leaky ReLU "a = 100" and "a = 5.5" are slopes 1/100 and 1/5.5; RReLU a ~ U(3, 8).
+XU_UNITS = (
+    RELU,
+    unit("lrelu", activation__slope=1 / 100),
+    unit("lrelu", activation__slope=1 / 5.5),
+    PRELU,
+    unit("rrelu", activation__lower=3.0, activation__upper=8.0),
+)
+#: nin_m2pelu_gauss: alpha 0.25, beta 1, lr_mult 2, decay_mult 5.
+MPELU_NIN = unit(
+    "mpelu",
+    activation__alpha=0.25,
+    activation__beta=1.0,
+    optimizer__act_lr_mult=2.0,
+    optimizer__act_weight_decay_mult=5.0,
+)
+#: layer30_mpelu_taylor: alpha 1, beta 1, lr_mult 1, decay_mult 0.
+MPELU_PLAIN = unit(
+    "mpelu",
+    activation__alpha=1.0,
+    activation__beta=1.0,
+    optimizer__act_lr_mult=1.0,
+    optimizer__act_weight_decay_mult=0.0,
+)
+#: The NIN model-zoo / MPELU Caffe solver and net (papers.md §1, §7).
+NIN_CAFFE = {
+    "model.name": "nin",
+    "model.widths": [192, 160, 96, 192, 192, 192, 192, 192],
+    "model.dropout": 0.5,
+    "init.name": "gaussian",
+    "init.std": 0.05,
+    "optimizer.name": "sgd",
+    "optimizer.lr": 0.1,
+    "optimizer.momentum": 0.9,
+    "optimizer.weight_decay": 1e-4,
+    "optimizer.bias_weight_decay": False,
+    "dataset.batch_size": 128,
+    "dataset.preprocess": "gcn_zca",
+    "schedule.name": "multistep",
+    "schedule.milestones": [100000],
+    "schedule.gamma": 0.1,
+    "trainer.max_steps": 120000,
+}
+#: The MPELU authors' 30-layer solver (papers.md §1): lr 0.01, momentum 0.9, wd 5e-4, batch 64.
+PLAIN_CAFFE = {
+    "model.name": "plainnet",
+    "model.bn": False,
+    "optimizer.name": "sgd",
+    "optimizer.lr": 0.01,
+    "optimizer.momentum": 0.9,
+    "optimizer.weight_decay": 5e-4,
+    "dataset.batch_size": 64,
+    "schedule.name": "multistep",
+    "schedule.gamma": 0.1,
+}
+HE_MODES = ("he_fan_in", "he_fan_out", "he_average")
+
+INTENDED: dict[str, Intent] = {
+    "quickstart": Intent(
+        (axis("activation.name", "relu", "prelu", "elu", "mpelu"),),
+        {"model.name": "nin", "dataset.name": "shapes", "seed": 0},
+    ),
+    "gru_linux_tlu": Intent(
+        (axis("activation.name", "tanh", "sigmoid", "lrelu", "elu", "tlu"), seeds(1, 2)),
+        {"model.name": "chargru", "dataset.name": "linux"},
+    ),
+    "nin_cifar10_mpelu": Intent(
+        ((RELU, PRELU, ELU, MPELU_NIN), seeds(1, 2, 3, 4, 5)),
+        {**NIN_CAFFE, "dataset.name": "cifar10", "dataset.augment": True},
+    ),
+    "nin_cifar10_rectifiers": Intent(
+        (XU_UNITS, seeds(1, 2, 3)),
+        {**NIN_CAFFE, "dataset.name": "cifar10", "dataset.augment": False},
+    ),
+    "nin_cifar100_rectifiers": Intent(
+        (XU_UNITS, seeds(1, 2, 3)),
+        {**NIN_CAFFE, "dataset.name": "cifar100", "dataset.augment": False},
+    ),
+    "lrelu_slopes": Intent(
+        (axis("activation.slope", 1.0, 0.5, 0.25, 0.1), seeds(1, 2, 3)),
+        {**NIN_CAFFE, "activation.name": "lrelu", "dataset.name": "cifar10"},
+    ),
+    "plain30_init": Intent(
+        (
+            (RELU, PRELU, ELU, MPELU_PLAIN),
+            axis("init.name", *HE_MODES, "taylor", "lsuv"),
+            seeds(1),
+        ),
+        {**PLAIN_CAFFE, "model.depth": 30, "dataset.name": "cifar10"},
+    ),
+    "depth_saturation": Intent(
+        (
+            axis("activation.name", "sigmoid", "tanh", "relu", "elu"),
+            axis("model.depth", 5, 10, 20, 30),
+            seeds(1, 2),
+        ),
+        {**PLAIN_CAFFE, "init.name": "he_fan_in", "dataset.name": "cifar10"},
+    ),
+}
+
+
+def _cpu(study: str, *seed_values: int, **fixed: Any) -> Intent:
+    """``<study>_cpu``: the study's units and settings on shapes, with fewer seeds."""
+    full = INTENDED[study]
+    keep = [a for a in full.axes if "seed" not in a[0]]
+    solver = {k: v for k, v in full.fixed.items() if k.split(".")[0] in ("optimizer", "init")}
+    return Intent((*keep, seeds(*seed_values)), {**solver, "dataset.name": "shapes", **fixed})
+
+
+INTENDED |= {
+    "nin_cifar10_mpelu_cpu": _cpu("nin_cifar10_mpelu", 1),
+    "nin_cifar10_rectifiers_cpu": _cpu("nin_cifar10_rectifiers", 1),
+    "nin_cifar100_rectifiers_cpu": _cpu("nin_cifar100_rectifiers", 1),
+    "lrelu_slopes_cpu": _cpu("lrelu_slopes", 1),
+    "plain30_init_cpu": _cpu("plain30_init", 1, **{"model.depth": 30}),
+    "depth_saturation_cpu": _cpu("depth_saturation", 1),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Composing presets and their sweeps in-process
+
+
+@contextmanager
+def _hydra_context(cfg: DictConfig) -> Iterator[None]:
+    """${hydra:...} interpolations (run names built from choices) resolve as inside a job."""
+    HydraConfig.instance().set_config(cfg)
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = None
+
+
+def _compose(*overrides: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(job config, hydra config) resolved, the job config as the trainer saves it, after the
+    trainer's own validation (keys and values against the builders, before any data)."""
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    with _hydra_context(cfg):
+        hydra_cfg = OmegaConf.to_container(cfg.hydra, resolve=True)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        validate(cfg)
+        config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict) and isinstance(hydra_cfg, dict)
+    return config, hydra_cfg
+
+
+def _sweep_overrides(params: dict[str, Any] | None) -> list[list[str]]:
+    """One override list per job, as BasicSweeper builds them from hydra.sweeper.params."""
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in (params or {}).items()])
+    return BasicSweeper.split_arguments(parsed, None)[0]
+
+
+@dataclass
+class Job:
+    overrides: list[str]
+    config: dict[str, Any]
+
+
+@functools.cache
+def _jobs(preset: str) -> tuple[Job, ...]:
+    _, hydra_cfg = _compose(f"experiment={preset}")
+    return tuple(
+        Job(job, _compose(f"experiment={preset}", *job)[0])
+        for job in _sweep_overrides(hydra_cfg["sweeper"]["params"])
+    )
+
+
+def _get(config: dict[str, Any], key: str) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return "<absent>"
+        node = node[part]
+    return node
+
+
+def _matches(facts: dict[str, Any], config: dict[str, Any]) -> bool:
+    return all(_get(config, k) == v for k, v in facts.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+
+@pytest.mark.parametrize("name", PRESETS + PARTS)
+def test_every_experiment_file_composes_and_validates(name):
+    config, _ = _compose(f"experiment={name}")  # validated as the trainer does
+    from_config(config["report"])  # claims parse, published files exist
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_sweep_jobs_validate_and_get_their_own_run_directory(preset):
+    jobs = _jobs(preset)
+    for job in jobs:  # each composed and validated by _jobs
+        assert RUN_NAME.match(job.config["run_name"]), job.config["run_name"]
+        # its own results/<experiment> directory: a variant never resumes its study's runs
+        assert job.config["experiment_name"] == preset
+    names = [job.config["run_name"] for job in jobs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    assert not duplicates, f"{preset}: jobs share run directories {duplicates}"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_sweep_is_the_intended_product(preset):
+    if preset not in INTENDED:
+        pytest.fail(f"write the sweep {preset} is meant to run into INTENDED in {__file__}")
+    intended = INTENDED[preset].jobs()
+    jobs = _jobs(preset)
+    for facts in intended:
+        found = [job.overrides for job in jobs if _matches(facts, job.config)]
+        assert len(found) == 1, f"{preset}: {len(found)} jobs have {facts}: {found}"
+    assert len(jobs) == len(intended), f"{preset}: {len(jobs)} jobs, {len(intended)} intended"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_claims_and_published_values_name_groups_of_the_sweep(preset, tmp_path: Path):
+    """The report groups runs by the keys that differ; every claim must name groups that this
+    sweep makes (an order claim exactly one each), and every paper a study cites must have a
+    value for one of its groups, as the report will match them."""
+    runs = []
+    for i, job in enumerate(_jobs(preset)):
+        path = tmp_path / str(i)
+        (path / ".hydra").mkdir(parents=True)
+        (path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(job.config))
+        (path / "summary.json").write_text(json.dumps({"status": "running"}))
+        runs.append(load_run(path))
+    groups, _ = group_runs(runs)
+    report = from_config(_jobs(preset)[0].config["report"])
+    for claim in parse_claims(report.claims):
+        for ref in claim.order:
+            assert len(select(ref, groups)) == 1, (claim.text, ref, [g.label for g in groups])
+        for ref in claim.diverges + claim.converges:
+            assert select(ref, groups), (claim.text, ref, [g.label for g in groups])
+    metric = "bpc" if runs[0].config["dataset.name"] == "linux" else "error"
+    if runs[0].config["dataset.name"] != "shapes":  # CPU variants: no paper ran on shapes
+        for name in report.published:
+            values = published.load(name)
+            assert any(v.applies_to(g, metric) for v in values for g in groups), name
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p.endswith("_cpu")])
+def test_cpu_variant_is_its_study_on_shapes(preset):
+    """``<study>_cpu`` includes ``<study>`` and sweeps the same units and settings."""
+    study = preset.removesuffix("_cpu")
+    defaults = yaml.safe_load((EXPERIMENTS / f"{preset}.yaml").read_text())["defaults"]
+    assert study in defaults, f"{preset} must include its study ({study}) in its defaults"
+
+    def variables(p: str) -> set[tuple[str, ...]]:
+        return {tuple(o for o in job.overrides if not o.startswith("seed=")) for job in _jobs(p)}
+
+    assert variables(preset) == variables(study)
+    assert {job.config["dataset"]["name"] for job in _jobs(preset)} == {"shapes"}
+
+
+@pytest.mark.parametrize(
+    "study", [p for p in PRESETS if not p.endswith("_cpu") and p in INTENDED and "cifar" in
+              str(INTENDED[p].fixed.get("dataset.name"))]
+)
+def test_every_image_study_has_a_cpu_variant(study):
+    assert f"{study}_cpu" in PRESETS
