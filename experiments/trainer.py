@@ -345,7 +345,11 @@ class Trainer:
             if self._signal is not None:
                 self._save()
                 self.write_summary(status="interrupted")
-                raise Interrupted(self._signal)
+                stop = Interrupted(self._signal)
+                log.warning(
+                    "[%s] %s at step %d; checkpoint saved, rerun to resume", self.label, stop, step
+                )
+                raise stop
             if cfg.max_time_s is not None and self.watch.read() >= cfg.max_time_s:
                 self.summary["stop_reason"] = "max_time_s"
                 if self.window["count"]:

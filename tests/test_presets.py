@@ -140,7 +140,7 @@ HE_MODES = ("he_fan_in", "he_fan_out", "he_average")
 
 INTENDED: dict[str, Intent] = {
     "quickstart": Intent(
-        (axis("activation.name", "relu", "prelu", "elu", "mpelu"),),
+        (axis("activation.name", "relu", "lrelu", "prelu", "rrelu", "elu", "mpelu"),),
         {"model.name": "nin", "dataset.name": "shapes", "seed": 0},
     ),
     "gru_linux_tlu": Intent(
