@@ -40,7 +40,9 @@ EXPERIMENTS = CONFIG_DIR / "experiment"
 #: the study presets (``experiment=<name>``) ...
 PRESETS = sorted(p.stem for p in EXPERIMENTS.glob("*.yaml"))
 #: ... and the parts they include (unit/, recipe/), which must compose on their own too.
-PARTS = sorted(p.relative_to(EXPERIMENTS).with_suffix("").as_posix() for p in EXPERIMENTS.glob("*/*.yaml"))
+PARTS = sorted(
+    p.relative_to(EXPERIMENTS).with_suffix("").as_posix() for p in EXPERIMENTS.glob("*/*.yaml")
+)
 #: a run name is one readable path component
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 
@@ -231,7 +233,9 @@ def _compose(*overrides: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _sweep_overrides(params: dict[str, Any] | None) -> list[list[str]]:
     """One override list per job, as BasicSweeper builds them from hydra.sweeper.params."""
-    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in (params or {}).items()])
+    parsed = OverridesParser.create().parse_overrides(
+        [f"{k}={v}" for k, v in (params or {}).items()]
+    )
     return BasicSweeper.split_arguments(parsed, None)[0]
 
 
@@ -338,8 +342,14 @@ def test_cpu_variant_is_its_study_on_shapes(preset):
 
 
 @pytest.mark.parametrize(
-    "study", [p for p in PRESETS if not p.endswith("_cpu") and p in INTENDED and "cifar" in
-              str(INTENDED[p].fixed.get("dataset.name"))]
+    "study",
+    [
+        p
+        for p in PRESETS
+        if not p.endswith("_cpu")
+        and p in INTENDED
+        and "cifar" in str(INTENDED[p].fixed.get("dataset.name"))
+    ],
 )
 def test_every_image_study_has_a_cpu_variant(study):
     assert f"{study}_cpu" in PRESETS
