@@ -10,6 +10,7 @@ loading one never runs pickled code: every value in it is a tensor, number, stri
 from __future__ import annotations
 
 import io
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,39 @@ def save(path: Path, state: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be trusted to resume from; the message is one line."""
+
+
+#: what ``save``'s callers (the trainer) always put in a checkpoint.
+REQUIRED_KEYS = ("step", "model", "optimizer", "task", "rng")
+
+
 def load(path: Path, device: torch.device) -> dict[str, Any]:
-    """Tensors come back on ``device``; RNG states are moved back to the CPU where they live."""
-    state = torch.load(path, map_location=device, weights_only=True)
+    """Tensors come back on ``device``; RNG states are moved back to the CPU where they live.
+
+    A damaged or foreign file fails in one line naming it and the way out, never with torch's
+    multi-line loader message (which suggests weights_only=False, i.e. running its code).
+    """
+    way_out = "delete it, or pass trainer.resume=false to start the run over"
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:  # weights_only met an object it will not build
+        raise CheckpointError(
+            f"checkpoint {path} holds pickled objects other than tensors, numbers and strings "
+            f"(or is corrupted); refused without running them; {way_out}"
+        ) from None
+    except Exception as err:  # torch reports damage as RuntimeError, EOFError, KeyError, ...
+        reason = (str(err).strip().splitlines() or [""])[0][:120]
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted or truncated ({type(err).__name__}: {reason}); "
+            f"{way_out}"
+        ) from None
+    missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} is not an actlab checkpoint (no {', '.join(missing)}); {way_out}"
+        )
     rng = state["rng"]
     rng["torch"] = rng["torch"].cpu()
     rng["cuda"] = [s.cpu() for s in rng["cuda"]]

@@ -57,6 +57,13 @@ def _at_least_one() -> dict[str, Any]:
 
 
 @dataclass
+class DiagnosticsConfig:
+    """Per-layer diagnostics (experiments/diagnostics.py); null or 0 turns them off."""
+
+    every: int | None = None  # checked in _check_trainer (nested nodes have no range checks)
+
+
+@dataclass
 class TrainerConfig:
     """How long to train, how often to log / evaluate / checkpoint, and where."""
 
@@ -72,6 +79,12 @@ class TrainerConfig:
     deterministic: bool = False
     threads: int | None = field(default=None, metadata=_at_least_one())
     channels_last: bool = True
+    compile: bool = False
+    #: activations.BACKENDS, spelled out so this module needs no torch import
+    activation_backend: str | None = field(
+        default=None, metadata=_choices("auto", "compiled", "eager", "reference")
+    )
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     grad_clip_norm: float | None = field(default=None, metadata=_positive())
     grad_clip_value: float | None = field(default=None, metadata=_positive())
     log_grad_norm: bool = True
@@ -235,6 +248,11 @@ def _describe(low: Any, high: Any, low_open: bool, high_open: bool) -> str:
 def _check_trainer(trainer: DictConfig) -> None:
     if trainer.max_steps is None and trainer.max_epochs is None:
         raise ConfigError("set trainer.max_steps or trainer.max_epochs (both are null)")
+    every = trainer.diagnostics.every
+    if every is not None and every < 0:
+        raise ConfigError(
+            f"trainer.diagnostics.every={every!r} is out of range; use null or 0 (off) or N >= 1"
+        )
     if trainer.device != "auto":
         import torch
 

@@ -5,6 +5,14 @@ experiments.task.Task, so this loop never branches on the kind of data. It stays
 loss is read back from the device only at logging points (every ``trainer.log_every`` steps,
 where metrics.csv gets the mean over the window), the learning rate is set only when the
 schedule changes it, and evaluation and checkpoint writes are kept out of ``time_s``.
+
+Speed options (``trainer.*``): ``channels_last`` weights, ``compile`` (torch.compile of the model
+for training steps), ``precision`` (bf16 autocast), ``activation_backend`` (the fused units'
+kernels, see activations.backend). The first step of every process runs with the clock paused,
+because it is where torch.compile and the activation kernels compile (tens of seconds on a CPU);
+its wall time is ``compile_s`` in summary.json. On CUDA, cuDNN picks its fastest kernels
+(``cudnn.benchmark``) unless ``trainer.deterministic``. Per-layer diagnostics
+(``trainer.diagnostics.every``) run outside the clock too; see experiments.diagnostics.
 """
 
 from __future__ import annotations
@@ -36,12 +44,20 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 import activations
-from experiments import checkpoint
+from experiments import checkpoint, diagnostics
 from experiments.data import build_task
 from experiments.inits import initialize
 from experiments.models import build_model
 from experiments.optim import Schedule, build_optimizer, build_schedule, set_lr
-from experiments.rundir import EVAL_COLUMNS, METRICS_COLUMNS, CsvLog, RunDir, read_csv
+from experiments.rundir import (
+    EVAL_COLUMNS,
+    METRICS_COLUMNS,
+    CsvLog,
+    RunDir,
+    atomic_write_text,
+    read_csv,
+)
+from experiments.sample import sample
 from experiments.task import Task
 
 log = logging.getLogger("actlab")
@@ -88,6 +104,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic)
+    # cuDNN autotuning: only CUDA convs read it; it picks kernels by timing, so not when
+    # results must repeat exactly.
     torch.backends.cudnn.benchmark = not deterministic
 
 
@@ -102,6 +120,13 @@ def planned_steps(max_steps: int | None, max_epochs: float | None, steps_per_epo
 def build(cfg: DictConfig) -> Components:
     """Task, model (initialised), optimizer and schedule for ``cfg``, seeded by ``cfg.seed``."""
     device = resolve_device(cfg.trainer.device)
+    if cfg.trainer.precision == "bf16" and device.type != "cuda":
+        log.warning(
+            "trainer.precision=bf16 on %s: bf16 autocast works but is only fast on CPUs with "
+            "native bf16 units; use fp32 for CPU timings",
+            device,
+        )
+    activations.set_backend(cfg.trainer.activation_backend)  # null: env var or library default
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     dataset = options(cfg.dataset)
     task = build_task(
@@ -199,8 +224,16 @@ class Trainer:
         self.cfg = cfg.trainer
         self.run = run
         self.label = cfg.run_name
+        self.seed = cfg.seed
         self.metric = parts.task.metric
         self.params = [p for p in parts.model.parameters() if p.requires_grad]
+        #: what training steps call; evaluation, diagnostics and checkpoints use the plain model
+        #: (its state_dict keys, and no second compile for eval mode).
+        self.step_model: nn.Module = (
+            torch.compile(parts.model) if self.cfg.compile else parts.model  # type: ignore[assignment]
+        )
+        self._warm = False
+        self.diagnostics_every = self.cfg.diagnostics.every or 0
         self.autocast = functools.partial(
             torch.autocast,
             device_type=parts.device.type,
@@ -248,6 +281,10 @@ class Trainer:
             ),
             "threads": torch.get_num_threads(),
             "precision": self.cfg.precision,
+            "channels_last": self.cfg.channels_last,
+            "compile": self.cfg.compile,
+            "compile_s": None,
+            "activation_backend": activations.get_backend(),
             **environment(),
             "data": parts.task.meta,
             "started_at": _now(),
@@ -299,8 +336,15 @@ class Trainer:
             if tty:
                 stack.enter_context(logging_redirect_tqdm())
             stack.enter_context(self._stop_on_signals())
+            if self.diagnostics_every:
+                self.probe = diagnostics.task_loss(self.parts.task)
+                self.diag_log = stack.enter_context(
+                    CsvLog(self.run.diagnostics, diagnostics.COLUMNS)
+                )
             self.write_summary()
             self.watch.start()
+            if self.diagnostics_every and self.step == 0:
+                self._diagnose()
             if self._train(bar) == "diverged":
                 self.write_summary(status="diverged", diverged_step=self.step)
                 return "diverged"
@@ -308,29 +352,46 @@ class Trainer:
                 self._evaluate("val")
             self._evaluate("test")
             self._save()
+            self._write_samples()
             self.write_summary(status="completed")
         return "completed"
+
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimisation step on batch ``step``: (loss, grad norm or None), both left on the
+        device, so nothing here waits for it."""
+        parts = self.parts
+        batch = parts.task.train_batch(step)
+        with self.autocast():
+            loss = parts.task.training_loss(self.step_model, batch, step)
+        parts.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = self._clip_and_measure()
+        parts.optimizer.step()
+        return loss.detach(), grad_norm
+
+    def _warm_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The process's first step, off the clock: compiles happen here (``compile_s``)."""
+        with self._pause():
+            start = time.perf_counter()
+            out = self.train_step(step)
+            self._sync()
+            self.summary["compile_s"] = round(time.perf_counter() - start, 3)
+        self._warm = True
+        return out
 
     def _train(self, bar: tqdm) -> str | None:
         """Step until the budget is spent (None) or the loss diverges ("diverged")."""
         parts, cfg = self.parts, self.cfg
-        task, model, optimizer = parts.task, parts.model, parts.optimizer
-        model.train()
+        parts.model.train()
         multiplier = None
         while self.step < parts.total_steps:
             step = self.step
             if parts.schedule(step) != multiplier:
                 multiplier = parts.schedule(step)
-                set_lr(optimizer, multiplier)
-            batch = task.train_batch(step)
-            with self.autocast():
-                loss = task.training_loss(model, batch, step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = self._clip_and_measure()
-            optimizer.step()
+                set_lr(parts.optimizer, multiplier)
+            loss, grad_norm = self.train_step(step) if self._warm else self._warm_step(step)
             self.step = step = step + 1
-            self._accumulate(loss.detach(), grad_norm)
+            self._accumulate(loss, grad_norm)
             bar.update(1)
             at_end = step == parts.total_steps
             if step % cfg.log_every == 0 or at_end:
@@ -338,6 +399,8 @@ class Trainer:
                 if self._diverged(mean):
                     log.warning("[%s] diverged at step %d (train loss %s)", self.label, step, mean)
                     return "diverged"
+            if self.diagnostics_every and (step % self.diagnostics_every == 0 or at_end):
+                self._diagnose()
             if cfg.eval_every and step % cfg.eval_every == 0 and not at_end:
                 self._evaluate("val")
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not at_end:
@@ -424,13 +487,41 @@ class Trainer:
         factor = self.cfg.divergence_factor
         return factor is not None and mean > factor * self.first_loss
 
+    def _sync(self) -> None:
+        if self.parts.device.type == "cuda":
+            torch.cuda.synchronize(self.parts.device)
+
     @contextlib.contextmanager
     def _pause(self) -> Iterator[None]:
         """Stop the training clock once the device has finished the queued training work."""
-        if self.parts.device.type == "cuda":
-            torch.cuda.synchronize(self.parts.device)
+        self._sync()
         with self.watch.paused():
             yield
+            self._sync()
+
+    def _diagnose(self) -> None:
+        """diagnostics.csv rows for the current weights (off the clock; see diagnostics)."""
+        with self._pause():
+
+            def loss_of(model: nn.Module) -> torch.Tensor:
+                with self.autocast():
+                    return self.probe(model)
+
+            for layer, metric, value in diagnostics.measure(self.parts.model, loss_of):
+                self.diag_log.write(step=self.step, layer=layer, metric=metric, value=value)
+
+    def _write_samples(self) -> None:
+        """samples.txt for language models (tasks with a ``vocab``); a failure only warns."""
+        vocab = getattr(self.parts.task, "vocab", None)
+        if vocab is None:
+            return
+        try:
+            text = sample(self.parts.model, vocab, num_chars=500, temperature=0.8, seed=self.seed)
+            atomic_write_text(self.run.path / "samples.txt", text)
+        except Exception as err:  # a sampling bug must not fail a finished run
+            log.warning(
+                "[%s] could not write samples.txt: %s: %s", self.label, type(err).__name__, err
+            )
 
     def _evaluate(self, split: str) -> None:
         with self._pause(), self.autocast():

@@ -184,21 +184,27 @@ INTENDED: dict[str, Intent] = {
 }
 
 
-def _cpu(study: str, *seed_values: int, **fixed: Any) -> Intent:
-    """``<study>_cpu``: the study's units and settings on shapes, with fewer seeds."""
+def _cpu(study: str, **changed: Any) -> Intent:
+    """``<study>_cpu``: the study's units and settings, one seed, on shapes; its solver (optimizer
+    and init) as the study's but for ``changed`` (dotted keys with '__' for '.')."""
     full = INTENDED[study]
-    keep = [a for a in full.axes if "seed" not in a[0]]
+    axes = [a for a in full.axes if "seed" not in a[0]]
     solver = {k: v for k, v in full.fixed.items() if k.split(".")[0] in ("optimizer", "init")}
-    return Intent((*keep, seeds(*seed_values)), {**solver, "dataset.name": "shapes", **fixed})
+    solver |= {k.replace("__", "."): v for k, v in changed.items()}
+    return Intent((*axes, seeds(1)), {**solver, "dataset.name": "shapes"})
 
 
+#: NIN at 1/6 of the widths: Gaussian std x sqrt(6), lr 0.03 (0.1 stays at chance), 1,500 steps.
+NIN_CPU = {"init__std": 0.12, "optimizer__lr": 0.03, "trainer__max_steps": 1500}
+#: The plain-net solver's first 400 steps.
+PLAIN_CPU = {"trainer__max_steps": 400, "model__widths": [16, 32, 64]}
 INTENDED |= {
-    "nin_cifar10_mpelu_cpu": _cpu("nin_cifar10_mpelu", 1),
-    "nin_cifar10_rectifiers_cpu": _cpu("nin_cifar10_rectifiers", 1),
-    "nin_cifar100_rectifiers_cpu": _cpu("nin_cifar100_rectifiers", 1),
-    "lrelu_slopes_cpu": _cpu("lrelu_slopes", 1),
-    "plain30_init_cpu": _cpu("plain30_init", 1, **{"model.depth": 30}),
-    "depth_saturation_cpu": _cpu("depth_saturation", 1),
+    "nin_cifar10_mpelu_cpu": _cpu("nin_cifar10_mpelu", **NIN_CPU),
+    "nin_cifar10_rectifiers_cpu": _cpu("nin_cifar10_rectifiers", **NIN_CPU),
+    "nin_cifar100_rectifiers_cpu": _cpu("nin_cifar100_rectifiers", **NIN_CPU),
+    "lrelu_slopes_cpu": _cpu("lrelu_slopes", **NIN_CPU),
+    "plain30_init_cpu": _cpu("plain30_init", model__depth=30, **PLAIN_CPU),
+    "depth_saturation_cpu": _cpu("depth_saturation", **PLAIN_CPU),
 }
 
 

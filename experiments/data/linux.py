@@ -118,6 +118,10 @@ def _tar_entries(archive: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
                     return handle.read()
 
                 yield name, read
+        # tarfile ends the loop quietly when a header block comes back short or empty, which
+        # is what a truncated archive looks like; a whole one ends with a zero block instead.
+        if tar.fileobj.tell() < tar.offset + tarfile.BLOCKSIZE:
+            raise tarfile.ReadError("unexpected end of archive (truncated?)")
 
 
 def first_files(

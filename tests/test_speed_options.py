@@ -1,0 +1,148 @@
+"""Trainer speed options: compile (off the clock, same numbers), activation backend choice,
+bf16 on CPU, cuDNN autotuning, no host-device sync inside a training step, and the training
+benchmark script's smoke mode."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import activations
+from experiments.config import ConfigError, validate
+from experiments.rundir import RunDir, read_csv
+from experiments.train import run
+from experiments.trainer import Trainer, build, seed_everything
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _default_backend():
+    """Runs set the process-wide activation backend; put the default back after each test."""
+    yield
+    activations.set_backend(None)
+
+
+def _losses(path: Path) -> list[float]:
+    return [float(r["train_loss"]) for r in read_csv(RunDir(path).metrics)]
+
+
+def test_first_step_is_off_the_clock_and_recorded_as_compile_time(
+    tiny_config, tmp_path, monkeypatch
+):
+    """A compiler that takes a second on its first call: compile_s holds it, time_s not."""
+    compiled = []
+
+    def slow_compile(model):
+        def first_call_slow(*args, **kwargs):
+            if not compiled:
+                time.sleep(1.0)
+            compiled.append(True)
+            return model(*args, **kwargs)
+
+        return first_call_slow
+
+    monkeypatch.setattr(torch, "compile", slow_compile)
+    assert run(tiny_config("trainer.compile=true"), tmp_path / "fake") == "completed"
+    summary = RunDir(tmp_path / "fake").read_summary()
+    assert len(compiled) == 4  # every training step went through the "compiled" model
+    assert summary["compile"] is True and summary["compile_s"] >= 1.0
+    assert summary["train_time_s"] < 1.0
+    assert run(tiny_config(), tmp_path / "eager") == "completed"
+    assert _losses(tmp_path / "fake") == _losses(tmp_path / "eager")
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_like_the_eager_one(tiny_config, tmp_path):
+    """The real torch.compile (Inductor, tens of seconds cold on a CPU): losses agree.
+    Without dropout: compiled dropout draws its masks from another random stream."""
+    assert (
+        run(tiny_config("model.dropout=0", "trainer.compile=true"), tmp_path / "c") == "completed"
+    )
+    assert run(tiny_config("model.dropout=0"), tmp_path / "eager") == "completed"
+    assert _losses(tmp_path / "c") == pytest.approx(_losses(tmp_path / "eager"), rel=3e-3)
+
+
+def test_activation_backend_is_set_and_recorded(tiny_config, tmp_path):
+    cfg = tiny_config("activation=tlu", "trainer.activation_backend=reference")
+    assert run(cfg, tmp_path / "ref") == "completed"
+    assert activations.get_backend() == "reference"
+    assert RunDir(tmp_path / "ref").read_summary()["activation_backend"] == "reference"
+    build(tiny_config("activation=tlu"))  # null: back to the library default
+    assert activations.get_backend() == activations.backend.DEFAULT_BACKEND
+    with pytest.raises(ConfigError, match="choose from: auto, compiled, eager, reference"):
+        validate(tiny_config("trainer.activation_backend=fast"))
+
+
+def test_bf16_on_cpu_warns_and_runs(tiny_config, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="actlab"):
+        assert run(tiny_config("trainer.precision=bf16"), tmp_path) == "completed"
+    assert "trainer.precision=bf16 on cpu" in caplog.text
+    assert all(math.isfinite(x) for x in _losses(tmp_path))
+
+
+def test_cudnn_autotunes_unless_deterministic():
+    try:
+        seed_everything(0, deterministic=True)
+        assert not torch.backends.cudnn.benchmark
+        seed_everything(0, deterministic=False)
+        assert torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+@contextlib.contextmanager
+def _no_readbacks():
+    """Make every tensor-to-Python conversion (a host-device sync on CUDA) raise."""
+    saved = {}
+
+    def refuse(name):
+        def method(self, *args, **kwargs):
+            raise AssertionError(f"Tensor.{name} called inside a training step")
+
+        return method
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        saved[name] = getattr(torch.Tensor, name)
+        setattr(torch.Tensor, name, refuse(name))
+    try:
+        yield
+    finally:
+        for name, method in saved.items():
+            setattr(torch.Tensor, name, method)
+
+
+@pytest.mark.parametrize("clip", ["trainer.grad_clip_norm=1.0", "trainer.grad_clip_value=1.0"])
+def test_training_step_reads_nothing_back(clip, tiny_config, tmp_path):
+    cfg = tiny_config("activation=prelu", clip)
+    trainer = Trainer(build(cfg), cfg, RunDir(tmp_path))
+    with _no_readbacks():
+        for step in range(2):
+            loss, grad_norm = trainer.train_step(step)
+    assert math.isfinite(loss.item()) and grad_norm is not None
+
+
+def test_bench_train_smoke(capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "bench_train", ROOT / "scripts" / "bench_train.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_train", bench)  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--quick", "--models", "nin", "chargru", "--acts", "relu"])
+    assert [(r.model, r.act) for r in rows] == [
+        ("nin", "relu"),
+        ("chargru", "relu"),
+        ("chargru", "tanh"),  # the GRU's own unit is always measured
+    ]
+    assert all(rate > 0 for r in rows for rate in r.rates.values())
+    out = capsys.readouterr().out
+    assert "reference" in out and "eager" in out
