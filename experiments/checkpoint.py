@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,9 @@ def load(path: Path, device: torch.device) -> dict[str, Any]:
     """
     way_out = "delete it, or pass trainer.resume=false to start the run over"
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign file's pickle protocol
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError:  # weights_only met an object it will not build
         raise CheckpointError(
             f"checkpoint {path} holds pickled objects other than tensors, numbers and strings "

@@ -105,8 +105,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def truncate_csv(path: Path, last_step: int) -> None:
-    """Drop rows after ``last_step``, and a torn last line left by a killed writer."""
+def truncate_csv(path: Path, last_step: int, drop: Callable[[str], bool] | None = None) -> None:
+    """Drop rows after ``last_step``, rows ``drop`` picks, and a torn last line left by a
+    killed writer."""
     if not path.exists():
         return
     text = path.read_text(encoding="utf-8")
@@ -114,7 +115,11 @@ def truncate_csv(path: Path, last_step: int) -> None:
     if not lines:
         path.unlink()
         return
-    kept = [line for line in lines[1:] if int(line.split(",", 1)[0]) <= last_step]
+    kept = [
+        line
+        for line in lines[1:]
+        if int(line.split(",", 1)[0]) <= last_step and not (drop and drop(line))
+    ]
     atomic_write_text(path, "\n".join([lines[0], *kept]) + "\n")
 
 
@@ -156,8 +161,17 @@ class RunDir:
                 stale.unlink()
 
     def truncate_logs(self, last_step: int) -> None:
-        """Cut every CSV back to ``last_step``, the step the run resumes from."""
-        for path in (self.metrics, self.eval, self.diagnostics):
+        """Cut every CSV back to ``last_step``, the step the run resumes from.
+
+        Test rows go too: the test split is evaluated only after training, just before the
+        final checkpoint, so a run killed between the two resumes at its last step and
+        evaluates it again; keeping the old row would duplicate it.
+        """
+        split = EVAL_COLUMNS.index("split")
+        truncate_csv(
+            self.eval, last_step, drop=lambda line: line.split(",")[split : split + 1] == ["test"]
+        )
+        for path in (self.metrics, self.diagnostics):
             truncate_csv(path, last_step)
 
     @contextlib.contextmanager

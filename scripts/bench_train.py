@@ -12,7 +12,8 @@ share of the eager step. Each timing runs ``--warmup`` untimed steps first (comp
 there) and reports images (or characters) per second over ``--steps`` timed steps.
 
     python scripts/bench_train.py [--device cpu|cuda] [--threads N] [--steps 10] [--batch 128]
-        [--models nin plainnet chargru] [--acts relu elu prelu mpelu tlu] [--quick]
+        [--models nin plainnet chargru] [--acts relu elu prelu mpelu tlu]
+        [--options eager channels_last compile both] [--quick]
 
 Ratios: ``xref`` is the best option over the reference loop, ``xrelu`` the best option over
 relu's best for the same model (tanh's for the GRU is relu's column too: it is the GRU's
@@ -182,7 +183,7 @@ def reference(cfg: DictConfig, args: argparse.Namespace) -> float:
 
 def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
     rows, references = [], {}
-    options = {k: v for k, v in OPTIONS.items() if not (args.quick and v[1])}
+    options = {k: OPTIONS[k] for k in args.options if not (args.quick and OPTIONS[k][1])}
     for model in args.models:
         acts = [*args.acts, "tanh"] if model == "chargru" and "tanh" not in args.acts else args.acts
         if model != "chargru":
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: configs')")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--acts", nargs="+", default=list(ACTS))
+    parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=OPTIONS)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 steps, no compile")
     parser.add_argument("--data-dir", default=None, help="corpus cache for the GRU")
     args = parser.parse_args(argv)

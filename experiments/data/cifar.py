@@ -17,6 +17,11 @@ from experiments.data import register_dataset
 from experiments.data.images import ImageTask, boolean
 
 
+class CorruptDataError(RuntimeError, ValueError):
+    """A data file that fails its checksum. A ValueError, so the CLI reports it as bad input in
+    one line; a RuntimeError, like the integrity error torchvision itself raises."""
+
+
 def _expected_files(cls: type[CIFAR10]) -> list[tuple[str, str]]:
     """(file name, md5) of every file torchvision checks, read at call time from the class."""
     listed = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
@@ -41,11 +46,11 @@ def _explain(cls: type[CIFAR10], root: Path, err: Exception) -> Exception:
     for name, md5 in _expected_files(cls):
         actual = calculate_md5(str(folder / name))
         if actual != md5:
-            return RuntimeError(
+            return CorruptDataError(
                 f"{folder / name} is corrupted or truncated (md5 {actual}, expected {md5}); "
                 f"delete it and extract {cls.filename} ({cls.url}) into {root} again"
             )
-    return RuntimeError(f"{cls.__name__} in {folder} could not be loaded: {err}")
+    return CorruptDataError(f"{cls.__name__} in {folder} could not be loaded: {err}")
 
 
 def _split(dataset: CIFAR10) -> tuple[torch.Tensor, torch.Tensor]:
