@@ -68,8 +68,8 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be trusted to resume from; the message is one line."""
 
 
-#: what ``save``'s callers (the trainer) always put in a checkpoint.
-REQUIRED_KEYS = ("step", "model", "optimizer", "task", "rng")
+#: what ``load`` itself reads; a file without it was not written by ``save``'s callers.
+REQUIRED_KEYS = ("rng",)
 
 
 def load(path: Path, device: torch.device) -> dict[str, Any]:

@@ -16,13 +16,14 @@ there) and reports images (or characters) per second over ``--steps`` timed step
         [--options eager channels_last compile both] [--quick]
 
 Ratios: ``xref`` is the best option over the reference loop, ``xrelu`` the best option over
-relu's best for the same model (tanh's for the GRU is relu's column too: it is the GRU's
-reference unit).
+relu's best for the same model (tanh's for the GRU, its own unit). An option that fails (a
+compiler error) is shown as ``fail`` and left out of the best.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import tempfile
@@ -53,6 +54,8 @@ OPTIONS = {
     "compile": (False, True),
     "both": (True, True),
 }
+#: the unit each model's ``xrelu`` column divides by: the GRU's own candidate unit is tanh.
+REFERENCE_UNIT = {"chargru": "tanh"}
 #: --quick: tiny widths so every code path runs in seconds (no compile).
 QUICK_MODEL = {
     "nin": ("model.widths=[8,8,8,8,8,8,8,8]",),
@@ -202,7 +205,12 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
                     f"trainer.channels_last={str(channels_last).lower()}",
                     f"trainer.compile={str(compiled).lower()}",
                 )
-                rate, data_s = ours(cfg, args)
+                try:
+                    rate, data_s = ours(cfg, args)
+                except Exception as err:  # one broken option (a compiler bug) is a result too
+                    print(f"  {model} {act} {name}: failed: {str(err).splitlines()[0]}")
+                    row.rates[name] = math.nan
+                    continue
                 row.rates[name] = rate
                 if name == "eager":
                     row.data_share = data_s * rate / items_per_step(cfg)
@@ -211,27 +219,32 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
     return rows, references
 
 
+def best(row: Row) -> float:
+    """The fastest option that ran (NaN marks one that failed)."""
+    return max((v for v in row.rates.values() if not math.isnan(v)), default=math.nan)
+
+
+def cell(rate: float) -> str:
+    return "fail" if math.isnan(rate) else f"{rate:.0f}"
+
+
 def table(rows: list[Row], references: dict[str, float]) -> str:
     names = list(OPTIONS)
     header = ["model", "act", "unit", *names, "ref", "xref", "xrelu", "data %"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    best_relu = {
-        r.model: max(r.rates.values())
-        for r in rows
-        if r.act == ("tanh" if r.model == "chargru" else "relu")
-    }
+    best_relu = {r.model: best(r) for r in rows if r.act == REFERENCE_UNIT.get(r.model, "relu")}
     for r in rows:
-        best = max(r.rates.values())
+        top = best(r)
         ref = references.get(r.model)
         relu = best_relu.get(r.model)
         cells = [
             r.model,
             r.act,
             r.unit,
-            *(f"{r.rates[n]:.0f}" if n in r.rates else "-" for n in names),
+            *(cell(r.rates[n]) if n in r.rates else "-" for n in names),
             f"{ref:.0f}" if ref else "-",
-            f"{best / ref:.2f}" if ref else "-",
-            f"{best / relu:.2f}" if relu else "-",
+            f"{top / ref:.2f}" if ref else "-",
+            f"{top / relu:.2f}" if relu else "-",
             f"{100 * r.data_share:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -31,7 +31,9 @@ TINY_PLAINNET = (
 )
 
 
+@functools.cache
 def shapes_task(batch_size: int = 64):
+    """Built once per batch size: the tests only read from it."""
     return build_task(
         "shapes",
         device=torch.device("cpu"),
@@ -240,3 +242,13 @@ def test_task_loss_keeps_the_text_hidden_state(tmp_path) -> None:
     assert loss.item() == pytest.approx(expected.item())
     assert task.state_dict()["hidden_step"] == state["hidden_step"] == 0
     assert task.state_dict()["hidden"] is state["hidden"]
+
+
+@pytest.mark.parametrize("unit", activations.names())
+def test_every_unit_gives_finite_diagnostics(unit) -> None:
+    """Channel-changing units (CReLU, Maxout) and stochastic ones measure like the rest."""
+    task = shapes_task(8)
+    model = plainnet(unit, 6, task, width=4)
+    rows = diagnostics.measure(model, diagnostics.task_loss(task))
+    assert {m for _, m, _ in rows} == set(diagnostics.METRICS)
+    assert all(math.isfinite(v) for _, _, v in rows)

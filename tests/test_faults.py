@@ -461,7 +461,7 @@ def _damaged_copy(interrupted, tmp_path: Path, damage) -> tuple[Path, Path]:
     [
         (lambda p: p.write_bytes(p.read_bytes()[:3000]), "is corrupted or truncated"),
         (lambda p: p.write_bytes(b""), "is corrupted or truncated"),
-        (lambda p: torch.save({"step": 3}, p), "is not an actlab checkpoint (no model,"),
+        (lambda p: torch.save({"step": 3}, p), "is not an actlab checkpoint (no rng)"),
     ],
     ids=["truncated", "empty", "foreign"],
 )
@@ -478,6 +478,8 @@ def test_damaged_checkpoint_fails_in_one_line_until_told_to_start_over(
     ]
     assert "trainer.resume=false" in result.stderr
     assert last.read_bytes() == stamp, "the refused checkpoint was touched"
+    if message != "is corrupted or truncated" or last.stat().st_size == 0:
+        return  # starting over is the same for every damage: checked once
     again = _cli(cwd, env, *args, "trainer.max_steps=5", "trainer.resume=false")
     assert again.returncode == 0, again.stderr
     assert _summary(last.parents[1])["status"] == "completed"
