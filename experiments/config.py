@@ -80,6 +80,7 @@ class TrainerConfig:
     threads: int | None = field(default=None, metadata=_at_least_one())
     channels_last: bool = True
     compile: bool = False
+    flush_denormal: bool = False
     #: activations.BACKENDS, spelled out so this module needs no torch import
     activation_backend: str | None = field(
         default=None, metadata=_choices("auto", "compiled", "eager", "reference")

@@ -7,13 +7,14 @@ channels_last, torch.compile, and both (channels_last does not apply to the GRU)
 are also timed in a reference loop written here the way a tutorial would: a torchvision
 DataLoader over the same uint8 images with per-sample ``transforms.v2`` RandomCrop(32, padding=4)
 and RandomHorizontalFlip, normalisation with the same statistics, eager, fp32, NCHW, with the
-same model (relu) and SGD settings. The data column is the task's ``train_batch`` time as a
-share of the eager step. Each timing runs ``--warmup`` untimed steps first (compiles happen
-there) and reports images (or characters) per second over ``--steps`` timed steps.
+same model (relu) and SGD settings, never with flushed denormals. The data column is the
+task's ``train_batch`` time as a share of the eager step. Each timing runs ``--warmup``
+untimed steps first (compiles happen there) and reports images (or characters) per second over
+``--steps`` timed steps.
 
     python scripts/bench_train.py [--device cpu|cuda] [--threads N] [--steps 10] [--batch 128]
         [--models nin plainnet chargru] [--acts relu elu prelu mpelu tlu]
-        [--options eager channels_last compile both] [--quick]
+        [--options eager channels_last compile both] [--flush-denormal] [--quick]
 
 Ratios: ``xref`` is the best option over the reference loop, ``xrelu`` the best option over
 relu's best for the same model (tanh's for the GRU, its own unit). An option that fails (a
@@ -204,6 +205,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
                     args,
                     f"trainer.channels_last={str(channels_last).lower()}",
                     f"trainer.compile={str(compiled).lower()}",
+                    f"trainer.flush_denormal={str(args.flush_denormal).lower()}",
                 )
                 try:
                     rate, data_s = ours(cfg, args)
@@ -263,6 +265,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--acts", nargs="+", default=list(ACTS))
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=OPTIONS)
+    parser.add_argument(
+        "--flush-denormal", action="store_true", help="trainer.flush_denormal for ours"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 steps, no compile")
     parser.add_argument("--data-dir", default=None, help="corpus cache for the GRU")
     args = parser.parse_args(argv)
@@ -278,6 +283,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         f"\ntorch {torch.__version__}, {platform.processor() or platform.machine()}, "
         f"device {args.device}, threads {torch.get_num_threads()}, batch "
         f"{args.batch or 'config'}, steps {args.steps} (+{args.warmup} warm-up), "
+        f"flush_denormal {args.flush_denormal}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print(table(rows, references))

@@ -29,6 +29,7 @@ def _default_backend():
     """Runs set the process-wide activation backend; put the default back after each test."""
     yield
     activations.set_backend(None)
+    torch.set_flush_denormal(False)
 
 
 def _losses(path: Path) -> list[float]:
@@ -71,6 +72,17 @@ def test_compiled_model_trains_like_the_eager_one(tiny_config, tmp_path):
     assert _losses(tmp_path / "c") == pytest.approx(_losses(tmp_path / "eager"), rel=3e-3)
 
 
+@pytest.mark.slow
+def test_compiled_run_with_diagnostics_matches_the_plain_compiled_run(tiny_config, tmp_path):
+    """Diagnostics hook the plain model between compiled steps: the numbers stay the same."""
+    common = ("model.dropout=0", "trainer.compile=true")
+    assert run(tiny_config(*common), tmp_path / "plain") == "completed"
+    probed = tiny_config(*common, "trainer.diagnostics.every=2")
+    assert run(probed, tmp_path / "probed") == "completed"
+    assert _losses(tmp_path / "probed") == _losses(tmp_path / "plain")
+    assert len(read_csv(RunDir(tmp_path / "probed").diagnostics)) > 0
+
+
 def test_activation_backend_is_set_and_recorded(tiny_config, tmp_path):
     cfg = tiny_config("activation=tlu", "trainer.activation_backend=reference")
     assert run(cfg, tmp_path / "ref") == "completed"
@@ -80,6 +92,16 @@ def test_activation_backend_is_set_and_recorded(tiny_config, tmp_path):
     assert activations.get_backend() == activations.backend.DEFAULT_BACKEND
     with pytest.raises(ConfigError, match="choose from: auto, compiled, eager, reference"):
         validate(tiny_config("trainer.activation_backend=fast"))
+
+
+def test_flush_denormal_is_set_and_recorded(tiny_config, tmp_path):
+    """Subnormals read as zero while it is on; the next run's build turns it off again."""
+    tiny = torch.tensor([1e-40])
+    assert run(tiny_config("trainer.flush_denormal=true"), tmp_path) == "completed"
+    assert RunDir(tmp_path).read_summary()["flush_denormal"] is True
+    assert (tiny * 1).item() == 0.0
+    build(tiny_config())
+    assert (tiny * 1).item() > 0.0
 
 
 def test_bf16_on_cpu_warns_and_runs(tiny_config, tmp_path, caplog):

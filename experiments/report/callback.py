@@ -9,7 +9,6 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.report.build import write_report
 from experiments.report.runs import ReportError
 from experiments.report.settings import enabled, from_config
 
@@ -38,6 +37,10 @@ class ReportCallback(Callback):
         if not enabled(config.get("report")):
             log.info("report=false: no report written")
             return
+        # imported here: pandas and matplotlib would otherwise slow every CLI start by 1-2 s,
+        # since Hydra instantiates callbacks for single runs too
+        from experiments.report.build import write_report
+
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             page = write_report([sweep_dir])
