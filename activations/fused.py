@@ -154,6 +154,9 @@ UNIFORM_BITS = 14
 _HALF = 2 ** (UNIFORM_BITS // 2)
 
 
+# kept out of any outer torch.compile graph: tracing it inside a compiled channels_last model
+# fails in AOTAutograd (setStorage out of bounds); the draw itself is already vectorised
+@torch.compiler.disable
 def random_bits(
     x: torch.Tensor, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:

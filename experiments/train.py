@@ -37,7 +37,7 @@ log = logging.getLogger("actlab")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: config keys (and subtrees) that may differ when resuming: they do not change what is computed.
-RESUME_MAY_CHANGE = ("trainer.resume", "paths", "report")
+RESUME_MAY_CHANGE = ("trainer.resume", "trainer.diagnostics", "paths", "report")
 
 
 class RunFailed(RuntimeError):
