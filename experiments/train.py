@@ -9,8 +9,9 @@ Outcomes and exit status: ``completed``, ``diverged`` (a result, not a crash) an
 completed" exit 0. A run that crashes while training is recorded as ``failed`` in its
 summary.json; a single run then exits 1, while in a sweep (``-m``) the failure stays recorded
 and the sweep goes on. A config or setup error (bad value, missing data) exits 1; in a sweep
-the other jobs still run and the sweep exits 1 at the end. SIGINT/SIGTERM checkpoint, mark the
-run ``interrupted`` and exit 128 + the signal number, stopping a sweep.
+the other jobs still run, the sweep's report is written, and the sweep exits 1 at the end.
+SIGINT/SIGTERM checkpoint, mark the run ``interrupted`` and exit 128 + the signal number,
+stopping a sweep.
 """
 
 from __future__ import annotations
@@ -187,6 +188,9 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as err:
+        callback = sys.modules.get("experiments.report.callback")  # loaded by a sweep's config
+        if callback is not None:
+            callback.report_unfinished_sweeps()
         _exit_with(err)
     finally:
         if not _TRACEBACKS:

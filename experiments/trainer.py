@@ -51,6 +51,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 import activations
 from experiments import checkpoint, diagnostics
 from experiments.data import build_task
+from experiments.denormals import flush_denormals
 from experiments.inits import initialize
 from experiments.models import build_model
 from experiments.optim import Schedule, build_optimizer, build_schedule, set_lr
@@ -132,7 +133,7 @@ def build(cfg: DictConfig) -> Components:
             device,
         )
     activations.set_backend(cfg.trainer.activation_backend)  # null: env var or library default
-    if not torch.set_flush_denormal(cfg.trainer.flush_denormal) and cfg.trainer.flush_denormal:
+    if not flush_denormals(cfg.trainer.flush_denormal) and cfg.trainer.flush_denormal:
         log.warning("trainer.flush_denormal=true: this CPU cannot flush denormals; ignored")
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     dataset = options(cfg.dataset)

@@ -25,14 +25,7 @@ ROOT = Path(__file__).parents[1]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a shared 2-core machine: a second OpenMP thread only adds barrier waits
-    (a 4 x 8 training step took 100 ms with two threads under load, 3.5 ms with one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def unit(name: str, **params):

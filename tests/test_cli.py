@@ -115,6 +115,17 @@ def test_parallel_sweep_goes_on_past_a_diverged_job(cli, tmp_path):
     assert {s["threads"] for s in summaries.values()} == {max(1, (os.cpu_count() or 1) // 2)}
 
 
+def test_sweep_with_a_refused_job_still_writes_its_report(cli, tmp_path):
+    """Hydra raises a job's setup error before its end-of-sweep callbacks; the report of the
+    jobs that ran is written all the same, and the sweep still exits 1 with the error's line."""
+    result = cli("-m", "optimizer.lr=-1,0.01", "run_name=lr${optimizer.lr}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "error: optimizer.lr=-1.0 is out of range; must be > 0"
+    runs = tmp_path / "results" / "default"
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["lr0.01", "report"]
+    assert [r["run"] for r in read_csv(runs / "report" / "runs.csv")] == ["lr0.01"]
+
+
 def _code_blocks(markdown: str) -> list[str]:
     return re.findall(r"```(?:bash|sh)\n(.*?)```", markdown, flags=re.S)
 

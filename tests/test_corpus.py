@@ -20,14 +20,7 @@ from experiments.data import linux as L
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a shared 2-core machine: a second OpenMP thread only adds barrier waits
-    (a 4 x 8 training step took 100 ms with two threads under load, 3.5 ms with one)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 FILES = {  # deliberately not in sorted order

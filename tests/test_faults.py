@@ -199,12 +199,12 @@ BAD_INPUT = [
     (
         "dropout",
         ("model.dropout=1.5",),
-        "error: dropout=1.5 is not allowed; use a probability with 0 <= p < 1",
+        "error: model.dropout=1.5 is not allowed; use a probability with 0 <= p < 1",
     ),
     (
         "depth",
         ("model=plainnet", "model.depth=0", "model.widths=[4,4,4]"),
-        "error: depth=0 is not allowed; it must be an integer >= 9",
+        "error: model.depth=0 is not allowed; it must be an integer >= 9",
     ),
     (
         "rrelu",
@@ -584,14 +584,6 @@ def test_sweep_survives_a_failing_a_diverging_and_a_killed_job(cli_command, cli_
         "lr0.03": "completed",
         "lr0.04": "completed",
     }
-    # Hydra skips on_multirun_end (the report callback) once a job raised, so the report is
-    # rendered by its own command, as a user would after a failed sweep (see the report).
-    report = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "report.py"), str(runs)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert report.returncode == 0, report.stderr
+    # the refused job ends the sweep in its error; the report is written all the same
     table = {r["run"]: r["status"] for r in read_csv(runs / "report" / "runs.csv")}
     assert table == statuses

@@ -294,6 +294,62 @@ def test_other_keys_become_tokens_and_references_select_by_tokens():
     assert len(select("relu", groups)) == 2 and select("tanh", groups) == []
 
 
+def test_labels_leave_out_keys_implied_by_the_others():
+    """plain30_init's sweep: LSUV's tol and Taylor's mode come with the init, ELU's alpha and
+    MPELU's weight-decay multiplier with the unit; only a key that splits a group is named."""
+    extra = {"lsuv": {"init.tol": 0.1}, "taylor": {"init.mode": "fan_in"}, "he_fan_in": {}}
+    unit = {
+        "relu": {"optimizer.act_weight_decay_mult": 1},
+        "elu": {"activation.alpha": 1.0, "optimizer.act_weight_decay_mult": 1},
+        "mpelu": {"activation.alpha": 1.0, "optimizer.act_weight_decay_mult": 0},
+    }
+    runs = [
+        _run({"activation.name": a, "init.name": i, **unit[a], **extra[i]})
+        for a in unit
+        for i in extra
+    ]
+    runs += [
+        _run(
+            {
+                "activation.name": "lrelu",
+                "activation.slope": s,
+                "init.name": "lsuv",
+                "init.tol": 0.1,
+                "optimizer.act_weight_decay_mult": 1,
+            }
+        )
+        for s in (0.01, 0.2)
+    ]
+    groups, keys = group_runs(runs)
+    assert "init.tol" in keys and "optimizer.act_weight_decay_mult" in keys
+    assert [g.label for g in groups] == [
+        "elu init=he_fan_in",
+        "elu init=lsuv",
+        "elu init=taylor",
+        "lrelu(slope=0.01) init=lsuv",
+        "lrelu(slope=0.2) init=lsuv",
+        "mpelu init=he_fan_in",
+        "mpelu init=lsuv",
+        "mpelu init=taylor",
+        "relu init=he_fan_in",
+        "relu init=lsuv",
+        "relu init=taylor",
+    ]
+    # a key that splits runs sharing every name stays, even when others are implied
+    runs.append(
+        _run(
+            {
+                "activation.name": "relu",
+                "init.name": "lsuv",
+                "init.tol": 0.01,
+                "optimizer.act_weight_decay_mult": 1,
+            }
+        )
+    )
+    labels = [g.label for g in group_runs(runs)[0]]
+    assert "relu init=lsuv tol=0.01" in labels and "relu init=lsuv tol=0.1" in labels
+
+
 def test_train_loss_at_equal_time_interpolates_at_the_shortest_run():
     fast = _run({"activation.name": "tlu"}, losses=[2.0, 1.0, 0.5], times=[0, 10, 20])
     slow = _run({"activation.name": "tanh"}, losses=[2.0, 1.6], times=[0, 16])
@@ -323,6 +379,8 @@ def test_outcome_claims_and_missing_groups():
     assert verdict({"converges": ["tanh"]}) == "did not hold"
     assert verdict({"diverges": ["elu"]}) == "did not hold"
     assert verdict({"diverges": ["mpelu"]}) == "not enough runs"
+    assert verdict({"fails": ["tanh", "relu"]}) == "held"  # stalled and diverged both fail
+    assert verdict({"fails": ["elu"]}) == "did not hold"
     assert verdict({"order": ["elu", "relu"], "metric": "final_train_loss"}) == "not enough runs"
 
 

@@ -17,6 +17,7 @@ import torch
 
 import activations
 from experiments.config import ConfigError, validate
+from experiments.denormals import flush_denormals
 from experiments.rundir import RunDir, read_csv
 from experiments.train import run
 from experiments.trainer import Trainer, build, seed_everything
@@ -29,7 +30,23 @@ def _default_backend():
     """Runs set the process-wide activation backend; put the default back after each test."""
     yield
     activations.set_backend(None)
-    torch.set_flush_denormal(False)
+    flush_denormals(False)
+
+
+def test_flush_denormal_reaches_every_openmp_thread():
+    """torch.set_flush_denormal alone sets the calling thread: OpenMP's worker then computes
+    its half of an elementwise op in subnormals (measured: half the products stayed non-zero)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tiny = torch.full((1 << 20,), 1e-30)
+        assert bool(((tiny * 1e-10) != 0).all())  # subnormal results; also starts the worker
+        flush_denormals(True)
+        assert bool(((tiny * 1e-10) == 0).all())
+        flush_denormals(False)
+        assert bool(((tiny * 1e-10) != 0).all())
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _losses(path: Path) -> list[float]:

@@ -16,7 +16,7 @@ _MAX_WIDTH_FACTOR = 16
 def check_dropout(p: float) -> float:
     """Dropout must keep something: p = 1 would zero every activation and the loss gradient."""
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ValueError(f"dropout={p!r} is not allowed; use a probability with 0 <= p < 1")
+        raise ValueError(f"model.dropout={p!r} is not allowed; use a probability with 0 <= p < 1")
     return float(p)
 
 

@@ -54,7 +54,7 @@ class NIN(nn.Module):
         equal_params: bool = False,
     ) -> None:
         super().__init__()
-        widths = positive_ints("widths", widths, length=len(WIDTHS))
+        widths = positive_ints("model.widths", widths, length=len(WIDTHS))
         p = check_dropout(dropout)
         layers: list[nn.Module] = []
         channels = in_channels

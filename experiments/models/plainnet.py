@@ -58,17 +58,20 @@ class PlainNet(nn.Module):
         equal_params: bool = False,
     ) -> None:
         super().__init__()
-        widths = positive_ints("widths", widths)
-        strides = positive_ints("strides", strides, length=len(widths))
+        widths = positive_ints("model.widths", widths)
+        strides = positive_ints("model.strides", strides, length=len(widths))
         stage_convs = positive_ints(
-            "stage_convs", stage_convs, length=len(widths) - 1, allow_empty=True
+            "model.stage_convs", stage_convs, length=len(widths) - 1, allow_empty=True
         )
-        kernel_size = int_at_least("kernel_size", kernel_size, 1)
-        fc_widths = positive_ints("fc_widths", fc_widths, allow_empty=True)
+        kernel_size = int_at_least("model.kernel_size", kernel_size, 1)
+        fc_widths = positive_ints("model.fc_widths", fc_widths, allow_empty=True)
         p = check_dropout(dropout)
         fixed = sum(stage_convs) + len(fc_widths) + 1
         depth = int_at_least(
-            "depth", depth, fixed + 1, f" (stage_convs, fc_widths and the classifier use {fixed})"
+            "model.depth",
+            depth,
+            fixed + 1,
+            f" (stage_convs, fc_widths and the classifier use {fixed})",
         )
         convs_per_stage = [*stage_convs, depth - fixed]
 

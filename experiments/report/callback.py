@@ -14,6 +14,10 @@ from experiments.report.settings import enabled, from_config
 
 log = logging.getLogger(__name__)
 
+#: sweeps begun in this process whose on_multirun_end has not run. Hydra raises the first job
+#: error after the last job, before on_multirun_end, so experiments.train reports these itself.
+_unfinished: list[DictConfig] = []
+
 
 class ReportCallback(Callback):
     """``hydra.callbacks.report: {_target_: experiments.report.callback.ReportCallback}``.
@@ -23,7 +27,9 @@ class ReportCallback(Callback):
     callback stop a sweep; refusing belongs to the trainer's config validation, which can
     call ``settings.from_config``). At the end the report of the sweep directory is
     written; if that fails the reason is logged in one line and the sweep still succeeds:
-    the runs are the result, and ``scripts/report.py`` can be rerun on them.
+    the runs are the result, and ``scripts/report.py`` can be rerun on them. A sweep in which
+    a job was refused (bad value, missing data) ends in that error, which skips this callback's
+    end; ``report_unfinished_sweeps`` then writes the report.
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -32,19 +38,31 @@ class ReportCallback(Callback):
             from_config(OmegaConf.to_container(report) if OmegaConf.is_config(report) else report)
         except ReportError as err:
             log.error("the report at the end of this sweep will fail: %s", err)
+        _unfinished.append(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if not enabled(config.get("report")):
-            log.info("report=false: no report written")
-            return
-        # imported here: pandas and matplotlib would otherwise slow every CLI start by 1-2 s,
-        # since Hydra instantiates callbacks for single runs too
-        from experiments.report.build import write_report
+        _unfinished[:] = [c for c in _unfinished if c is not config]
+        _write(config)
 
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            page = write_report([sweep_dir])
-        except ReportError as err:
-            log.error("report not written: %s", err)
-            return
-        log.info("report written: %s", page)
+
+def report_unfinished_sweeps() -> None:
+    """Write the reports of sweeps that a job's error ended before Hydra's end callbacks."""
+    while _unfinished:
+        _write(_unfinished.pop())
+
+
+def _write(config: DictConfig) -> None:
+    if not enabled(config.get("report")):
+        log.info("report=false: no report written")
+        return
+    # imported here: pandas and matplotlib would otherwise slow every CLI start by 1-2 s,
+    # since Hydra instantiates callbacks for single runs too
+    from experiments.report.build import write_report
+
+    sweep_dir = Path(config.hydra.sweep.dir)
+    try:
+        page = write_report([sweep_dir])
+    except ReportError as err:
+        log.error("report not written: %s", err)
+        return
+    log.info("report written: %s", page)

@@ -13,6 +13,8 @@ A study preset states claims under the top-level ``report:`` key, so every run's
         - text: "ReLU diverges, ELU converges"
           diverges: [relu]
           converges: [elu]
+        - text: "Sigmoid does not converge"
+          fails: [sigmoid]               # diverged, or finished without learning
 
 Group references follow ``experiments.report.groups`` (the label, or tokens of it such as
 ``relu`` or ``init=xavier``). ``report: false`` turns the report off altogether.
@@ -29,11 +31,12 @@ Judging an **order** claim:
   compared run reached (linear interpolation between logged steps); ``train_loss_at_step``
   does the same on steps.
 
-Judging an **outcome** claim (``diverges`` / ``converges``): a reference may name several
-groups, and each must agree in every finished run. A run diverged when its status is
+Judging an **outcome** claim (``diverges`` / ``converges`` / ``fails``): a reference may name
+several groups, and each must agree in every finished run. A run diverged when its status is
 ``diverged``; it converged when it completed with its last training loss below its first
-(a flat, stalled net does not count). ``did not hold`` as soon as one finished run
-contradicts the claim; ``not enough runs`` when a group has no finished run.
+(a flat, stalled net does not count); it failed when it did not converge. ``did not hold``
+as soon as one finished run contradicts the claim; ``not enough runs`` when a group has no
+finished run.
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ ALIASES = {
     "val_bpc": "final_val",
 }
 VERDICTS = ("held", "did not hold", "not enough runs", "ambiguous")
-_KEYS = ("text", "order", "metric", "diverges", "converges")
+_KEYS = ("text", "order", "metric", "diverges", "converges", "fails")
+#: outcome-claim keys -> what each finished run of the named groups must have done.
+_OUTCOMES = {"diverges": "diverged", "converges": "converged", "fails": "failed to converge"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class Claim:
     metric: str = ""
     diverges: tuple[str, ...] = ()
     converges: tuple[str, ...] = ()
+    fails: tuple[str, ...] = ()
 
 
 @dataclass
@@ -105,9 +111,9 @@ def parse_claim(raw: Any, index: int = 0) -> Claim:
         raise ReportError(f"{where}: needs a 'text' string")
     where = f"{where} ({text!r})"
     has_order = "order" in raw
-    has_outcome = "diverges" in raw or "converges" in raw
+    has_outcome = any(key in raw for key in _OUTCOMES)
     if has_order == has_outcome:
-        raise ReportError(f"{where}: give either 'order' (+ 'metric') or 'diverges'/'converges'")
+        raise ReportError(f"{where}: give either 'order' (+ 'metric') or {'/'.join(_OUTCOMES)}")
     if has_order:
         order = _references(raw["order"], "order", where)
         if len(order) < 2:
@@ -119,11 +125,7 @@ def parse_claim(raw: Any, index: int = 0) -> Claim:
         return Claim(text=text, order=order, metric=metric)
     if "metric" in raw:
         raise ReportError(f"{where}: 'metric' only applies to 'order' claims")
-    return Claim(
-        text=text,
-        diverges=_references(raw.get("diverges", []), "diverges", where),
-        converges=_references(raw.get("converges", []), "converges", where),
-    )
+    return Claim(text=text, **{k: _references(raw.get(k, []), k, where) for k in _OUTCOMES})
 
 
 def parse_claims(raw: Any) -> list[Claim]:
@@ -201,18 +203,20 @@ def _judge_order(claim: Claim, groups: list[Group], eval_metric: str | None) -> 
 def _judge_outcome(claim: Claim, groups: list[Group]) -> Verdict:
     parts: list[str] = []
     contradicted = missing = False
-    for refs, expect in ((claim.diverges, "diverged"), (claim.converges, "converged")):
-        for ref in refs:
+    for key, expect in _OUTCOMES.items():
+        for ref in getattr(claim, key):
             found = select(ref, groups)
             if not found:
                 parts.append(f"{ref}: no such group")
                 missing = True
             for g in found:
                 finished = [r for r in g.runs if r.status in ("completed", "diverged")]
-                if expect == "diverged":
-                    agree = sum(r.status == "diverged" for r in finished)
-                else:
-                    agree = sum(converged(r) for r in finished)
+                agree = sum(
+                    r.status == "diverged"
+                    if key == "diverges"
+                    else converged(r) != (key == "fails")
+                    for r in finished
+                )
                 parts.append(f"{g.label}: {agree}/{len(finished)} {expect}")
                 missing |= not finished
                 contradicted |= agree < len(finished)

@@ -5,6 +5,11 @@ differ per run by construction (the seed and anything derived from it, the run n
 Hydra's own settings, the report settings). What remains is the experimental variable: the
 activation, its parameters, the init, the depth, ...
 
+Labels name only the *defining* keys: a key whose value follows from the others (LSUV's
+``init.tol`` from ``init.name=lsuv``, ELU's ``activation.alpha`` from ``activation.name``, a
+unit's weight-decay multiplier) splits no group further and is left out, so a label reads
+``elu init=lsuv`` rather than listing every setting that comes with the choices.
+
 Group labels are readable and stable, and claims and published values refer to them:
 
 - ``<activation>`` or ``<activation>(<param>=<value>,...)`` when an activation key differs;
@@ -129,6 +134,35 @@ def _short_names(keys: list[str]) -> dict[str, str]:
     return {k: s if counts[s] == 1 else k for k, s in short.items()}
 
 
+def _n_buckets(runs: list[Run], keys: list[str]) -> int:
+    return len({tuple(repr(canonical(r.config.get(k, ABSENT))) for k in keys) for r in runs})
+
+
+def defining_keys(runs: list[Run], keys: list[str]) -> list[str]:
+    """The differing keys left once every key implied by the rest is dropped (see above).
+
+    Names (``activation.name``, ``init.name``, ...) are never dropped. Other keys are tried
+    least telling first: keys some runs lack, then list or dict values, then scalars, so that
+    of two keys that move together the scalar one names the groups.
+    """
+    total = _n_buckets(runs, keys)
+
+    def telling(key: str) -> tuple[bool, bool, str]:
+        values = [r.config.get(key, ABSENT) for r in runs]
+        return (
+            all(v is not ABSENT for v in values),
+            not any(isinstance(v, list | dict) for v in values),
+            key,
+        )
+
+    kept = list(keys)
+    for key in sorted((k for k in keys if not k.endswith(".name")), key=telling):
+        rest = [k for k in kept if k != key]
+        if _n_buckets(runs, rest) == total:
+            kept = rest
+    return kept
+
+
 def _labels(runs_by_key: dict[tuple, list[Run]], keys: list[str], verbose: bool) -> list[str]:
     """One label per bucket; ``verbose`` shows every differing key (used on a clash)."""
     all_runs = [r for rs in runs_by_key.values() for r in rs]
@@ -164,7 +198,7 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
     for run in runs:
         key = tuple(repr(canonical(run.config.get(k, ABSENT))) for k in keys)
         buckets.setdefault(key, []).append(run)
-    labels = _labels(buckets, keys, verbose=False)
+    labels = _labels(buckets, defining_keys(runs, keys), verbose=False)
     if len(set(labels)) < len(labels):
         labels = _labels(buckets, keys, verbose=True)
     groups = [

@@ -12,7 +12,7 @@ import pandas as pd
 
 from experiments.report.claims import Verdict
 from experiments.report.figures import Figure
-from experiments.report.groups import Group, ignored
+from experiments.report.groups import Group, defining_keys, ignored
 from experiments.report.published import TAGS, Published
 from experiments.report.runs import Run
 from experiments.report.stats import RUN_STATS
@@ -88,6 +88,8 @@ def _what_was_run(ix: Index) -> list[str]:
     statuses = Counter(r.status for r in ix.runs)
     seeds = sorted({r.config.get("seed") for r in ix.runs}, key=str)
     experiments = sorted({str(r.config.get("experiment_name", "?")) for r in ix.runs})
+    defining = defining_keys(ix.runs, ix.keys)
+    implied = [k for k in ix.keys if k not in defining]
     lines = [
         "## What was run",
         "",
@@ -95,9 +97,14 @@ def _what_was_run(ix: Index) -> list[str]:
         f"- Runs: {len(ix.runs)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})"
         f" in {len(ix.groups)} group(s); seeds: {', '.join(map(str, seeds))}",
         "- Groups differ in: "
-        + (", ".join(f"`{k}`" for k in ix.keys) or "nothing (one configuration)"),
-        "",
+        + (", ".join(f"`{k}`" for k in defining) or "nothing (one configuration)"),
     ]
+    if implied:
+        lines.append(
+            "- Also differing, each fixed by the keys above: "
+            + ", ".join(f"`{k}`" for k in implied)
+        )
+    lines.append("")
     table = pd.DataFrame(
         [
             {
