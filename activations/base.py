@@ -29,6 +29,13 @@ class Activation(nn.Module):
         self.num_channels = num_channels
         self.channel_dim = channel_dim
 
+    @property
+    def draws_random(self) -> bool:
+        """Whether a forward call draws random numbers (RReLU while training). Code that
+        recomputes the unit (the GRU's backward) must then repeat each call as it was made;
+        otherwise it may recompute many calls' inputs in one call."""
+        return False
+
     def out_channels(self, in_channels: int) -> int:
         """Channels out for ``in_channels`` in (CReLU doubles them, Maxout divides them)."""
         return in_channels

@@ -119,6 +119,10 @@ class RReLU(Activation):
     def he_slope(self) -> float:
         return self.test_slope
 
+    @property
+    def draws_random(self) -> bool:
+        return self.training
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reference = path_for(x.numel()) == "reference"
         if not self.training:

@@ -9,9 +9,10 @@ schedule changes it, and evaluation and checkpoint writes are kept out of ``time
 Speed options (``trainer.*``): ``channels_last`` weights, ``compile`` (torch.compile of the model
 for training steps), ``precision`` (bf16 autocast), ``activation_backend`` (the fused units'
 kernels, see activations.backend), ``flush_denormal`` (subnormal floats read and written as
-zero on the CPU: tiny gradients and GRU states underflow into subnormals, whose arithmetic is
-many times slower; steps ran 1.3-2.3x faster without them in scripts/bench_train.py; off by
-default because it changes values below 1.2e-38).
+zero on the CPU, on every OpenMP thread (experiments.denormals): tiny gradients and GRU states
+underflow into subnormals, whose arithmetic is many times slower; NIN with ELU trained 1.7x
+faster without them, a ReLU GRU 2.2x (scripts/bench_train.py); off by default because it
+changes values below 1.2e-38).
 
 The first step of every process runs with the clock paused, because it is where torch.compile
 and the activation kernels compile (tens of seconds on a CPU); its wall time is ``compile_s`` in

@@ -153,6 +153,7 @@ def grads(model: nn.Module) -> dict[str, torch.Tensor]:
         ("tanh", {}, torch.float64),
         ("tlu", {"learnable": True, "alpha": 0.7}, torch.float64),
         ("elu", {}, torch.float64),
+        ("mpelu", {}, torch.float64),  # two per-channel parameters through the batched recompute
         ("sigmoid", {}, torch.float64),
         ("rrelu", {}, torch.float64),  # random slopes in training: the backward must replay them
     ],

@@ -350,6 +350,11 @@ def test_labels_leave_out_keys_implied_by_the_others():
     assert "relu init=lsuv tol=0.01" in labels and "relu init=lsuv tol=0.1" in labels
 
 
+def test_groups_sort_numbers_by_value():
+    runs = [_run({"activation.name": "relu", "model.depth": d}) for d in (30, 5, 10)]
+    assert [g.label for g in group_runs(runs)[0]] == ["depth=5", "depth=10", "depth=30"]
+
+
 def test_train_loss_at_equal_time_interpolates_at_the_shortest_run():
     fast = _run({"activation.name": "tlu"}, losses=[2.0, 1.0, 0.5], times=[0, 10, 20])
     slow = _run({"activation.name": "tanh"}, losses=[2.0, 1.6], times=[0, 16])
@@ -382,6 +387,21 @@ def test_outcome_claims_and_missing_groups():
     assert verdict({"fails": ["tanh", "relu"]}) == "held"  # stalled and diverged both fail
     assert verdict({"fails": ["elu"]}) == "did not hold"
     assert verdict({"order": ["elu", "relu"], "metric": "final_train_loss"}) == "not enough runs"
+
+
+def test_a_classifier_that_sank_to_chance_did_not_converge():
+    """Its loss fell (from above ln 10 to it) but it learned nothing."""
+    runs = [
+        _run({"activation.name": "elu"}, losses=[2.6, 2.31]),
+        _run({"activation.name": "tanh"}, losses=[2.6, 2.2]),
+    ]
+    for run in runs:
+        run.summary["data"] = {"num_classes": 10}
+    groups, _ = group_runs(runs)
+    assert judge(parse_claim({"text": "t", "fails": ["elu"]}), groups, "error").verdict == "held"
+    assert (
+        judge(parse_claim({"text": "t", "converges": ["tanh"]}), groups, "error").verdict == "held"
+    )
 
 
 def _with_test_error(run: Run, errors: list[float]) -> Run:

@@ -131,15 +131,16 @@ class _Recurrence(torch.autograd.Function):
             dout = torch.zeros_like(out)
 
         with _replayed_rng(out.device, ctx.rng), torch.enable_grad():
-            # One call per step as in the forward pass, so random draws repeat exactly;
-            # unbind's backward stacks the per-step gradients in one copy. .forward, not
-            # __call__, so that observers' hooks see each forward step once.
+            # .forward, not __call__, so that observers' hooks see each forward step once.
             pre_leaf = pre.detach().requires_grad_()
-            recomputed = [ctx.act.forward(a) for a in pre_leaf.unbind(0)]
-            ones = [torch.ones_like(recomputed[0])] * steps
-            (dact,) = torch.autograd.grad(recomputed, pre_leaf, ones, retain_graph=bool(act_params))
-        with torch.no_grad():
-            cand = torch.stack(recomputed)  # the activation's outputs, as in the forward pass
+            if ctx.act.draws_random:  # one call per step as in the forward pass, same draws
+                recomputed = torch.stack([ctx.act.forward(a) for a in pre_leaf.unbind(0)])
+            else:  # elementwise: one call for all steps (a composite unit such as TLU's
+                recomputed = ctx.act.forward(pre_leaf)  # twin then costs 1/T of the ops)
+            (dact,) = torch.autograd.grad(
+                recomputed, pre_leaf, torch.ones_like(recomputed), retain_graph=bool(act_params)
+            )
+        cand = recomputed.detach()  # the activation's outputs, as in the forward pass
 
         r, z = gates[..., :hid], gates[..., hid:]
 
@@ -195,8 +196,7 @@ class _Recurrence(torch.autograd.Function):
 
         dparams: tuple[Any, ...] = ()
         if act_params:
-            dcands = list(dcand.unbind(0))
-            dparams = torch.autograd.grad(recomputed, act_params, dcands, allow_unused=True)
+            dparams = torch.autograd.grad(recomputed, act_params, dcand, allow_unused=True)
         return (None, None, dxp, dh0, dweight, dbias, *dparams)
 
 
