@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_PLAINNET
 from hydra import compose, initialize_config_dir
 
 import activations
@@ -21,14 +22,6 @@ from experiments.inits import initialize
 from experiments.models import build_model
 from experiments.rundir import RunDir, read_csv
 from experiments.train import CONFIG_DIR, run
-
-TINY_PLAINNET = (
-    "model=plainnet",
-    "model.depth=6",
-    "model.widths=[4,8,8]",
-    "model.stage_convs=[1,1]",
-    "model.fc_widths=[8,8]",
-)
 
 
 @functools.cache

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_PLAINNET
 
 import activations
 import experiments.train
@@ -22,15 +23,6 @@ from experiments.optim import build_schedule
 from experiments.rundir import RunDir, read_csv, truncate_csv
 from experiments.train import run
 from experiments.trainer import Interrupted, build, planned_steps
-
-#: PlainNet options that shrink it to six weight layers of a few channels.
-TINY_PLAINNET = (
-    "model=plainnet",
-    "model.depth=6",
-    "model.widths=[4,8,8]",
-    "model.stage_convs=[1,1]",
-    "model.fc_widths=[8,8]",
-)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
