@@ -42,6 +42,7 @@ finished run.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,8 +70,12 @@ ALIASES = {
 }
 VERDICTS = ("held", "did not hold", "not enough runs", "ambiguous")
 _KEYS = ("text", "order", "metric", "diverges", "converges", "fails")
-#: outcome-claim keys -> what each finished run of the named groups must have done.
-_OUTCOMES = {"diverges": "diverged", "converges": "converged", "fails": "failed to converge"}
+#: outcome-claim keys -> (what each finished run of the named groups must have done, the test).
+_OUTCOMES: dict[str, tuple[str, Callable[[Run], bool]]] = {
+    "diverges": ("diverged", lambda r: r.status == "diverged"),
+    "converges": ("converged", converged),
+    "fails": ("failed to converge", lambda r: not converged(r)),
+}
 
 
 @dataclass(frozen=True)
@@ -203,7 +208,7 @@ def _judge_order(claim: Claim, groups: list[Group], eval_metric: str | None) -> 
 def _judge_outcome(claim: Claim, groups: list[Group]) -> Verdict:
     parts: list[str] = []
     contradicted = missing = False
-    for key, expect in _OUTCOMES.items():
+    for key, (expect, agrees) in _OUTCOMES.items():
         for ref in getattr(claim, key):
             found = select(ref, groups)
             if not found:
@@ -211,12 +216,7 @@ def _judge_outcome(claim: Claim, groups: list[Group]) -> Verdict:
                 missing = True
             for g in found:
                 finished = [r for r in g.runs if r.status in ("completed", "diverged")]
-                agree = sum(
-                    r.status == "diverged"
-                    if key == "diverges"
-                    else converged(r) != (key == "fails")
-                    for r in finished
-                )
+                agree = sum(agrees(r) for r in finished)
                 parts.append(f"{g.label}: {agree}/{len(finished)} {expect}")
                 missing |= not finished
                 contradicted |= agree < len(finished)

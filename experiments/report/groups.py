@@ -82,12 +82,15 @@ def ignored(key: str, run: Run) -> bool:
     return bool(_SEED_REF.search(str(run.raw.get(key, ""))))
 
 
+def signature(run: Run, keys: list[str]) -> tuple[str, ...]:
+    """The run's values of ``keys`` in one hashable tuple: runs with equal ones are replicates."""
+    return tuple(repr(canonical(run.config.get(k, ABSENT))) for k in keys)
+
+
 def differing_keys(runs: list[Run]) -> list[str]:
     """Config keys (dotted) whose values are not the same in every run, sorted."""
     keys = sorted({k for run in runs for k in run.config if not ignored(k, run)})
-    return [
-        k for k in keys if len({repr(canonical(run.config.get(k, ABSENT))) for run in runs}) > 1
-    ]
+    return [k for k in keys if len({signature(run, [k]) for run in runs}) > 1]
 
 
 @dataclass(eq=False)
@@ -135,7 +138,7 @@ def _short_names(keys: list[str]) -> dict[str, str]:
 
 
 def _n_buckets(runs: list[Run], keys: list[str]) -> int:
-    return len({tuple(repr(canonical(r.config.get(k, ABSENT))) for k in keys) for r in runs})
+    return len({signature(r, keys) for r in runs})
 
 
 def defining_keys(runs: list[Run], keys: list[str]) -> list[str]:
@@ -172,7 +175,7 @@ def _labels(runs_by_key: dict[tuple, list[Run]], keys: list[str], verbose: bool)
 
     def varies_within(name: Any, key: str) -> bool:
         same = [r for r in all_runs if r.config.get("activation.name") == name]
-        return len({repr(canonical(r.config.get(key, ABSENT))) for r in same}) > 1
+        return len({signature(r, [key]) for r in same}) > 1
 
     labels = []
     for runs in runs_by_key.values():
@@ -196,8 +199,7 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
     keys = differing_keys(runs)
     buckets: dict[tuple, list[Run]] = {}
     for run in runs:
-        key = tuple(repr(canonical(run.config.get(k, ABSENT))) for k in keys)
-        buckets.setdefault(key, []).append(run)
+        buckets.setdefault(signature(run, keys), []).append(run)
     labels = _labels(buckets, defining_keys(runs, keys), verbose=False)
     if len(set(labels)) < len(labels):
         labels = _labels(buckets, keys, verbose=True)
