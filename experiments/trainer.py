@@ -55,7 +55,13 @@ from experiments.data import build_task
 from experiments.denormals import flush_denormals
 from experiments.inits import initialize
 from experiments.models import build_model
-from experiments.optim import Schedule, build_optimizer, build_schedule, set_lr
+from experiments.optim import (
+    Schedule,
+    build_optimizer,
+    build_schedule,
+    describe_groups,
+    set_lr,
+)
 from experiments.rundir import (
     EVAL_COLUMNS,
     METRICS_COLUMNS,
@@ -152,7 +158,7 @@ def build(cfg: DictConfig) -> Components:
         **arch,
     ).to(device)
     init = options(cfg.init)
-    initialize(model, init.pop("name"), probe=task.probe_batch(), **init)
+    initialize(model, init.pop("name"), batches=lambda i: task.train_batch(i)[0], **init)
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     total = planned_steps(cfg.trainer.max_steps, cfg.trainer.max_epochs, task.steps_per_epoch)
@@ -282,6 +288,7 @@ class Trainer:
             "num_activation_params": sum(
                 p.numel() for p in activations.activation_parameters(model)
             ),
+            "param_groups": describe_groups(parts.optimizer),
             "device": str(parts.device),
             "device_name": (
                 torch.cuda.get_device_name(parts.device)
