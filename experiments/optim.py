@@ -124,8 +124,8 @@ def _layer_matcher(
                 f"{where}.layer={spec!r} matches no weight layer; use {CLASSIFIER}, an index in "
                 f"{-count}..{count - 1}, or a pattern on a module name ({', '.join(names)})"
             ) from None
-        return lambda slot: slot.layer_name is not None and fnmatch.fnmatchcase(
-            slot.layer_name, text
+        return lambda slot: (
+            slot.layer_name is not None and fnmatch.fnmatchcase(slot.layer_name, text)
         )
     if not -count <= index < count:
         raise ValueError(
