@@ -90,6 +90,9 @@ class TrainerConfig:
     grad_clip_value: float | None = field(default=None, metadata=_positive())
     log_grad_norm: bool = True
     divergence_factor: float | None = field(default=None, metadata=_range(1, low_open=True))
+    #: "window": the mean loss of each log window (Caffe replicas); "step": every iteration's
+    #: loss, as char-rnn's train.lua
+    divergence_check: str = field(default="window", metadata=_choices("window", "step"))
 
 
 @dataclass

@@ -137,23 +137,24 @@ def _layer_matcher(
 
 
 def resolve_multipliers(
-    model: nn.Module, rules: Sequence[Mapping[str, Any]], where: str = "optimizer.multipliers"
+    model: nn.Module, rules: Sequence[tuple[str, Mapping[str, Any]]]
 ) -> dict[int, tuple[float, float]]:
-    """id(parameter) -> (lr_mult, decay_mult) after applying ``rules`` in order."""
+    """id(parameter) -> (lr_mult, decay_mult) after applying ``rules`` in order; each rule
+    comes with the config key that set it, for error messages."""
     slots = parameter_slots(model)
     count = len(model.weight_layers()) if hasattr(model, "weight_layers") else 0
     mults = {pid: {"lr_mult": 1.0, "decay_mult": 1.0} for pid in slots}
-    for i, rule in enumerate(rules):
+    for where, rule in rules:
         unknown = set(rule) - {"role", "layer", "lr_mult", "decay_mult"}
         if unknown:
             raise ValueError(
-                f"{where}[{i}] has unknown key {sorted(unknown)[0]!r}; "
+                f"{where} has unknown key {sorted(unknown)[0]!r}; "
                 "valid: role, layer, lr_mult, decay_mult"
             )
         role = rule.get("role")
         if role is not None and role not in ROLES:
-            raise ValueError(f"{where}[{i}].role={role!r}; choose from: {', '.join(ROLES)}")
-        in_layer = _layer_matcher(rule.get("layer"), f"{where}[{i}]", slots, count)
+            raise ValueError(f"{where}.role={role!r}; choose from: {', '.join(ROLES)}")
+        in_layer = _layer_matcher(rule.get("layer"), where, slots, count)
         for pid, slot in slots.items():
             if (role is None or slot.role == role) and in_layer(slot):
                 for key in ("lr_mult", "decay_mult"):
@@ -178,7 +179,9 @@ def param_groups(
     group, else by role and multipliers. Each records ``base_lr`` (lr x lr_mult, which the
     schedule scales every step), its multipliers and the module names of its layers. The first
     group has lr_mult 1 when any group does, so ``param_groups[0]["lr"]`` is the base rate."""
-    rules = [*shortcut_rules(act_lr_mult, act_weight_decay_mult, bias_weight_decay), *multipliers]
+    shortcuts = shortcut_rules(act_lr_mult, act_weight_decay_mult, bias_weight_decay)
+    rules = [("optimizer (act_*_mult, bias_weight_decay)", rule) for rule in shortcuts]
+    rules += [(f"optimizer.multipliers[{i}]", rule) for i, rule in enumerate(multipliers)]
     mults = resolve_multipliers(model, rules)
     slots = parameter_slots(model)
     groups: dict[tuple[str, float, float], dict[str, Any]] = {}

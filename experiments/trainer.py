@@ -411,9 +411,14 @@ class Trainer:
             self._accumulate(loss, grad_norm)
             bar.update(1)
             at_end = step == parts.total_steps
+            per_step = cfg.divergence_check == "step"
+            if per_step and self._diverged(loss.item()):  # a sync per step, as char-rnn checks
+                self._log_window(bar)
+                log.warning("[%s] diverged at step %d (train loss %s)", self.label, step, loss)
+                return "diverged"
             if step % cfg.log_every == 0 or at_end:
                 mean = self._log_window(bar)
-                if self._diverged(mean):
+                if not per_step and self._diverged(mean):
                     log.warning("[%s] diverged at step %d (train loss %s)", self.label, step, mean)
                     return "diverged"
             if self.diagnostics_every and (step % self.diagnostics_every == 0 or at_end):
@@ -496,7 +501,8 @@ class Trainer:
         return mean
 
     def _diverged(self, mean: float) -> bool:
-        """NaN/inf, or above ``divergence_factor`` times the first step's loss."""
+        """NaN/inf, or above ``divergence_factor`` times the first step's loss (``mean`` is a
+        log window's mean loss, or one step's loss with ``divergence_check: step``)."""
         if not math.isfinite(mean):
             return True
         if isinstance(self.first_loss, torch.Tensor):
