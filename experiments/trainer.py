@@ -56,6 +56,7 @@ from experiments.denormals import flush_denormals
 from experiments.inits import initialize
 from experiments.models import build_model
 from experiments.optim import Schedule, build_optimizer, build_schedule, set_lr
+from experiments.precision import precision_warning
 from experiments.rundir import (
     EVAL_COLUMNS,
     METRICS_COLUMNS,
@@ -127,12 +128,9 @@ def planned_steps(max_steps: int | None, max_epochs: float | None, steps_per_epo
 def build(cfg: DictConfig) -> Components:
     """Task, model (initialised), optimizer and schedule for ``cfg``, seeded by ``cfg.seed``."""
     device = resolve_device(cfg.trainer.device)
-    if cfg.trainer.precision == "bf16" and device.type != "cuda":
-        log.warning(
-            "trainer.precision=bf16 on %s: bf16 autocast works but is only fast on CPUs with "
-            "native bf16 units; use fp32 for CPU timings",
-            device,
-        )
+    warning = precision_warning(cfg.trainer.precision, device)
+    if warning:
+        log.warning(warning)
     activations.set_backend(cfg.trainer.activation_backend)  # null: env var or library default
     if not flush_denormals(cfg.trainer.flush_denormal) and cfg.trainer.flush_denormal:
         log.warning("trainer.flush_denormal=true: this CPU cannot flush denormals; ignored")
