@@ -149,7 +149,7 @@ INTENDED: dict[str, Intent] = {
     ),
     "gru_linux_tlu": Intent(
         (axis("activation.name", "tanh", "sigmoid", "lrelu", "elu", "tlu"), seeds(1, 2)),
-        {"model.name": "chargru", "dataset.name": "linux"},
+        {"model.name": "chargru", "dataset.name": "linux", "dataset.source": "kernel"},
     ),
     "nin_cifar10_mpelu": Intent(
         ((RELU, PRELU, ELU, MPELU_NIN), seeds(1, 2, 3, 4, 5)),

@@ -190,5 +190,7 @@ def test_bench_train_smoke(capsys, monkeypatch):
         ("chargru", "tanh"),  # the GRU's own unit is always measured
     ]
     assert all(rate > 0 for r in rows for rate in r.rates.values())
+    assert all("bf16" in r.rates for r in rows)
+    assert "channels_last" not in rows[1].rates  # the GRU has no conv maps
     out = capsys.readouterr().out
-    assert "reference" in out and "eager" in out
+    assert "reference" in out and "eager" in out and "xbf16" in out

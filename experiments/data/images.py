@@ -85,6 +85,7 @@ class ImageTask:
         val_size: float = 5000,
         preprocess: str = "standardize",
         augment: bool = True,
+        flip: bool = True,
     ) -> None:
         (train_x, train_y), (test_x, test_y) = train, test
         self.device = torch.device(device)
@@ -92,6 +93,8 @@ class ImageTask:
         self.batch_size = positive_int("batch_size", batch_size)
         self.eval_batch_size = positive_int("eval_batch_size", eval_batch_size)
         self.augment = boolean("augment", augment)
+        #: mirror half the augmented images; off where a mirror image is another class (digits)
+        self.flip = boolean("flip", flip)
         self.num_outputs = num_classes
         self.in_channels = train_x.shape[1]
         self.preprocess = build_preprocess(preprocess)
@@ -128,6 +131,7 @@ class ImageTask:
             "test_size": len(test_x),
             "preprocess": self.preprocess.describe(),
             "augment": self.augment,
+            "flip": self.augment and self.flip,
         }
 
     def _generator(self, purpose: str, index: int) -> torch.Generator:
@@ -144,15 +148,17 @@ class ImageTask:
 
     def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, labels) of global ``step``: slice ``step % steps_per_epoch`` of its epoch's
-        permutation (the remainder of each epoch is dropped), cropped and flipped if augmenting."""
+        permutation (the remainder of each epoch is dropped), cropped (and flipped, unless
+        ``flip`` is off) if augmenting; the flips are drawn either way, so the crops match."""
         epoch, i = divmod(step, self.steps_per_epoch)
         idx = self._permutation(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
         x, y = self.splits["train"]
         x, y = x[idx], y[idx]
         if self.augment:
-            x = apply_crop_flip(
-                x, draw_crop_flip(len(x), CROP_PAD, self._generator("aug", step)), CROP_PAD
-            )
+            draws = draw_crop_flip(len(x), CROP_PAD, self._generator("aug", step))
+            if not self.flip:
+                draws = draws._replace(flip=torch.zeros_like(draws.flip))
+            x = apply_crop_flip(x, draws, CROP_PAD)
         return self.preprocess.batch(x), y
 
     def training_loss(
