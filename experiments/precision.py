@@ -1,4 +1,5 @@
-"""Whether ``trainer.precision=bf16`` runs natively here, and the one-line warning when not.
+"""Whether ``trainer.precision=bf16`` runs natively here, the one-line warning when not, and
+what ``trainer.precision=auto`` means on this machine.
 
 bf16 autocast works on every CPU, but only CPUs with bf16 arithmetic make it fast: x86 with
 AVX512-BF16 (``avx512_bf16``) or AMX (``amx_bf16``), Arm with the BF16 extension (``bf16``).
@@ -36,6 +37,14 @@ def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
 def native_bf16(cpuinfo: str | None = None) -> bool:
     """Does this CPU compute in bf16 natively (see module doc)?"""
     return bool(cpu_flags(cpuinfo) & BF16_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` is bf16 on a CPU with native bf16 and fp32 everywhere else (CUDA included, so a
+    CPU preset run on a GPU keeps its fp32 numbers); ``fp32`` and ``bf16`` are themselves."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cpu" and native_bf16() else "fp32"
 
 
 def precision_warning(precision: str, device: torch.device) -> str | None:

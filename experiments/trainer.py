@@ -56,7 +56,7 @@ from experiments.denormals import flush_denormals
 from experiments.inits import initialize
 from experiments.models import build_model
 from experiments.optim import Schedule, build_optimizer, build_schedule, set_lr
-from experiments.precision import precision_warning
+from experiments.precision import precision_warning, resolve_precision
 from experiments.rundir import (
     EVAL_COLUMNS,
     METRICS_COLUMNS,
@@ -89,6 +89,7 @@ class Components:
     schedule: Schedule
     device: torch.device
     total_steps: int
+    precision: str  # trainer.precision with ``auto`` resolved (experiments.precision)
 
 
 def options(node: DictConfig) -> dict[str, Any]:
@@ -128,7 +129,8 @@ def planned_steps(max_steps: int | None, max_epochs: float | None, steps_per_epo
 def build(cfg: DictConfig) -> Components:
     """Task, model (initialised), optimizer and schedule for ``cfg``, seeded by ``cfg.seed``."""
     device = resolve_device(cfg.trainer.device)
-    warning = precision_warning(cfg.trainer.precision, device)
+    precision = resolve_precision(cfg.trainer.precision, device)
+    warning = precision_warning(precision, device)
     if warning:
         log.warning(warning)
     activations.set_backend(cfg.trainer.activation_backend)  # null: env var or library default
@@ -163,6 +165,7 @@ def build(cfg: DictConfig) -> Components:
         ),
         device=device,
         total_steps=total,
+        precision=precision,
     )
 
 
@@ -245,7 +248,7 @@ class Trainer:
             torch.autocast,
             device_type=parts.device.type,
             dtype=torch.bfloat16,
-            enabled=self.cfg.precision == "bf16",
+            enabled=parts.precision == "bf16",
         )
         self.step = 0
         self.watch = Stopwatch()
@@ -287,7 +290,7 @@ class Trainer:
                 else platform.processor() or platform.machine()
             ),
             "threads": torch.get_num_threads(),
-            "precision": self.cfg.precision,
+            "precision": parts.precision,
             "channels_last": self.cfg.channels_last,
             "compile": self.cfg.compile,
             "flush_denormal": self.cfg.flush_denormal,

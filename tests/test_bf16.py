@@ -144,3 +144,19 @@ def test_native_bf16_reads_the_cpu_flags(cpuinfo: str, native: bool) -> None:
 def test_no_warning_for_fp32_or_cuda() -> None:
     assert precision.precision_warning("fp32", torch.device("cpu")) is None
     assert precision.precision_warning("bf16", torch.device("cuda")) is None
+
+
+@pytest.mark.parametrize(("flags", "expected"), [("avx2 avx512_bf16", "bf16"), ("avx2", "fp32")])
+def test_auto_precision_is_bf16_only_on_a_native_cpu(
+    tiny_config, tmp_path, monkeypatch, flags, expected
+) -> None:
+    from experiments.rundir import RunDir
+    from experiments.train import run
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"flags\t\t: {flags}\n")
+    monkeypatch.setattr(precision, "CPUINFO", cpuinfo)
+    assert precision.resolve_precision("auto", torch.device("cuda")) == "fp32"
+    assert precision.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert run(tiny_config("trainer.precision=auto"), tmp_path / "run") == "completed"
+    assert RunDir(tmp_path / "run").read_summary()["precision"] == expected
