@@ -148,11 +148,16 @@ def test_failed_download_is_one_line(small_sets, tmp_path, monkeypatch):
     assert "apt-get install dataset-fashion-mnist" in message
 
 
-def _truncate(path: Path) -> None:
+IMAGES = "train-images-idx3-ubyte.gz"
+
+
+def _truncate(folder: Path) -> None:
+    path = folder / IMAGES
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-def _flip_a_byte(path: Path) -> None:
+def _flip_a_byte(folder: Path) -> None:
+    path = folder / IMAGES
     raw = bytearray(gzip.decompress(path.read_bytes()))
     raw[100] ^= 0xFF
     good_crc = gzip.compress(bytes(raw))[-8:]  # the CRC of the changed content ...
@@ -161,8 +166,12 @@ def _flip_a_byte(path: Path) -> None:
     path.write_bytes(bytes(body))
 
 
-def _wrong_count(path: Path) -> None:
-    _idx(path, np.zeros((N_TRAIN - 1, 28, 28), dtype=np.uint8))
+def _wrong_count(folder: Path) -> None:
+    _idx(folder / IMAGES, np.zeros((N_TRAIN - 1, 28, 28), dtype=np.uint8))
+
+
+def _label_ten(folder: Path) -> None:
+    _idx(folder / "t10k-labels-idx1-ubyte.gz", np.full(N_TEST, 10, dtype=np.uint8))
 
 
 @pytest.mark.parametrize(
@@ -171,11 +180,12 @@ def _wrong_count(path: Path) -> None:
         (_truncate, "train-images-idx3-ubyte.gz is corrupted or truncated"),
         (_flip_a_byte, "train-images-idx3-ubyte.gz is corrupted or truncated"),
         (_wrong_count, "not the published"),
+        (_label_ten, "the test labels lie outside 0..9"),
     ],
 )
 def test_damaged_files_fail_in_one_line(damage, match, small_sets, tmp_path):
     write_idx_set(tmp_path / "files")
-    damage(tmp_path / "files" / "train-images-idx3-ubyte.gz")
+    damage(tmp_path / "files")
     with pytest.raises(ValueError, match=match) as err:
         build("fashion_mnist", tmp_path / "data", root=str(tmp_path / "files"))
     assert "\n" not in str(err.value)
