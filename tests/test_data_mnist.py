@@ -262,17 +262,24 @@ REAL = M.DEBIAN_DIRS["FashionMNIST"]
     not all((REAL / name).is_file() for name, _ in FashionMNIST.resources),
     reason="needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)",
 )
-def test_real_fashion_mnist_trains_a_few_steps(tiny_config, tmp_path):
-    from experiments.rundir import RunDir
-    from experiments.train import run
+def test_real_fashion_mnist_trains_a_few_steps(tmp_path):
+    from hydra import compose, initialize_config_dir
 
-    cfg = tiny_config(
+    from experiments.rundir import RunDir
+    from experiments.train import CONFIG_DIR, run
+
+    overrides = [
         "dataset=fashion_mnist",
         "dataset.batch_size=32",
-        "dataset.eval_batch_size=1000",
+        "model.widths=[8,8,8,8,8,8,8,8]",
         "trainer.max_steps=30",
+        "trainer.eval_every=null",
+        "trainer.checkpoint_every=null",
+        "trainer.threads=1",
         f"paths.data_dir={tmp_path / 'data'}",
-    )
+    ]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("config", overrides=overrides)
     assert run(cfg, tmp_path / "run") == "completed"
     data = RunDir(tmp_path / "run").read_summary()["data"]
     assert f"{REAL} (Debian package dataset-fashion-mnist)" in data["source"]
