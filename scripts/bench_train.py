@@ -60,6 +60,8 @@ OPTIONS = {
     "both": (True, True, "fp32"),
     "bf16": (True, False, "bf16"),
 }
+#: what a channels_last option means for the GRU, which has no conv maps
+NCHW_TWIN = {"channels_last": "eager", "both": "compile"}
 #: the unit each model's ``xrelu`` column divides by: the GRU's own candidate unit is tanh.
 REFERENCE_UNIT = {"chargru": "tanh"}
 #: --quick: tiny widths so every code path runs in seconds (no compile).
@@ -193,12 +195,10 @@ def reference(cfg: DictConfig, args: argparse.Namespace) -> float:
 def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
     rows, references = [], {}
     options = {k: OPTIONS[k] for k in args.options if not (args.quick and OPTIONS[k][1])}
-    # the GRU has no conv maps: channels_last variants repeat eager/compile, bf16 runs NCHW
-    gru_options = {
-        k: (False, compiled, precision)
-        for k, (channels_last, compiled, precision) in options.items()
-        if not (channels_last and precision == "fp32")
-    }
+    # the GRU has no conv maps: a channels_last option is its NCHW twin there, bf16 runs NCHW
+    gru_options: dict[str, tuple[bool, bool, str]] = {}
+    for name, (_, compiled, precision) in options.items():
+        gru_options.setdefault(NCHW_TWIN.get(name, name), (False, compiled, precision))
     for model in args.models:
         acts = [*args.acts, "tanh"] if model == "chargru" and "tanh" not in args.acts else args.acts
         if model != "chargru":
