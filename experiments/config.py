@@ -75,7 +75,7 @@ class TrainerConfig:
     checkpoint_every: int | None = field(default=None, metadata=_at_least_one())
     resume: bool = True
     device: str = "auto"
-    precision: str = field(default="fp32", metadata=_choices("fp32", "bf16"))
+    precision: str = field(default="fp32", metadata=_choices("fp32", "bf16", "auto"))
     deterministic: bool = False
     threads: int | None = field(default=None, metadata=_at_least_one())
     channels_last: bool = True

@@ -62,6 +62,7 @@ from experiments.optim import (
     describe_groups,
     set_lr,
 )
+from experiments.precision import precision_warning, resolve_precision
 from experiments.rundir import (
     EVAL_COLUMNS,
     METRICS_COLUMNS,
@@ -94,6 +95,7 @@ class Components:
     schedule: Schedule
     device: torch.device
     total_steps: int
+    precision: str  # trainer.precision with ``auto`` resolved (experiments.precision)
 
 
 def options(node: DictConfig) -> dict[str, Any]:
@@ -133,12 +135,10 @@ def planned_steps(max_steps: int | None, max_epochs: float | None, steps_per_epo
 def build(cfg: DictConfig) -> Components:
     """Task, model (initialised), optimizer and schedule for ``cfg``, seeded by ``cfg.seed``."""
     device = resolve_device(cfg.trainer.device)
-    if cfg.trainer.precision == "bf16" and device.type != "cuda":
-        log.warning(
-            "trainer.precision=bf16 on %s: bf16 autocast works but is only fast on CPUs with "
-            "native bf16 units; use fp32 for CPU timings",
-            device,
-        )
+    precision = resolve_precision(cfg.trainer.precision, device)
+    warning = precision_warning(precision, device)
+    if warning:
+        log.warning(warning)
     activations.set_backend(cfg.trainer.activation_backend)  # null: env var or library default
     if not flush_denormals(cfg.trainer.flush_denormal) and cfg.trainer.flush_denormal:
         log.warning("trainer.flush_denormal=true: this CPU cannot flush denormals; ignored")
@@ -171,6 +171,7 @@ def build(cfg: DictConfig) -> Components:
         ),
         device=device,
         total_steps=total,
+        precision=precision,
     )
 
 
@@ -253,7 +254,7 @@ class Trainer:
             torch.autocast,
             device_type=parts.device.type,
             dtype=torch.bfloat16,
-            enabled=self.cfg.precision == "bf16",
+            enabled=parts.precision == "bf16",
         )
         self.step = 0
         self.watch = Stopwatch()
@@ -296,7 +297,7 @@ class Trainer:
                 else platform.processor() or platform.machine()
             ),
             "threads": torch.get_num_threads(),
-            "precision": self.cfg.precision,
+            "precision": parts.precision,
             "channels_last": self.cfg.channels_last,
             "compile": self.cfg.compile,
             "flush_denormal": self.cfg.flush_denormal,

@@ -177,6 +177,7 @@ INTENDED: dict[str, Intent] = {
             "dataset.name": "linux",
             "dataset.carry_across_epochs": True,
             "trainer.divergence_check": "step",
+            "dataset.source": "kernel",
         },
     ),
     "nin_cifar10_mpelu": Intent(

@@ -86,6 +86,7 @@ class ImageTask:
         preprocess: str = "standardize",
         augment: bool = True,
         crop_size: int | None = None,
+        flip: bool = True,
     ) -> None:
         (train_x, train_y), (test_x, test_y) = train, test
         self.device = torch.device(device)
@@ -104,6 +105,8 @@ class ImageTask:
                 f"full-size crops) or an integer in 1..{side - 1} (Caffe's crop_size)"
             )
         self.crop_size = crop_size
+        #: mirror half the augmented images; off where a mirror image is another class (digits)
+        self.flip = boolean("flip", flip)
         self.num_outputs = num_classes
         self.in_channels = train_x.shape[1]
         self.preprocess = build_preprocess(preprocess)
@@ -141,6 +144,7 @@ class ImageTask:
             "preprocess": self.preprocess.describe(),
             "augment": self.augment,
             "crop_size": self.crop_size,
+            "flip": self.augment and self.flip,
         }
 
     def _generator(self, purpose: str, index: int) -> torch.Generator:
@@ -157,7 +161,8 @@ class ImageTask:
 
     def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, labels) of global ``step``: slice ``step % steps_per_epoch`` of its epoch's
-        permutation (the remainder of each epoch is dropped), cropped and flipped if augmenting.
+        permutation (the remainder of each epoch is dropped), cropped (and flipped, unless
+        ``flip`` is off) if augmenting; the flips are drawn either way, so the crops match.
 
         With ``crop_size`` (Caffe's layout) the crop is a ``crop_size`` window of the unpadded
         image, at a random origin if augmenting, else the centre one (as at evaluation)."""
@@ -165,14 +170,17 @@ class ImageTask:
         idx = self._permutation(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
         x, y = self.splits["train"]
         x, y = x[idx], y[idx]
-        if self.augment and self.crop_size is None:
-            x = apply_crop_flip(
-                x, draw_crop_flip(len(x), CROP_PAD, self._generator("aug", step)), CROP_PAD
-            )
-        elif self.augment:
-            span = min(x.shape[2:]) - self.crop_size
-            draws = draw_crop_flip(len(x), 0, self._generator("aug", step), span=span)
-            x = apply_crop_flip(x, draws, 0, size=self.crop_size)
+        if self.augment:
+            if self.crop_size is None:
+                draws = draw_crop_flip(len(x), CROP_PAD, self._generator("aug", step))
+                pad, size = CROP_PAD, None
+            else:
+                span = min(x.shape[2:]) - self.crop_size
+                draws = draw_crop_flip(len(x), 0, self._generator("aug", step), span=span)
+                pad, size = 0, self.crop_size
+            if not self.flip:
+                draws = draws._replace(flip=torch.zeros_like(draws.flip))
+            x = apply_crop_flip(x, draws, pad, size=size)
         else:
             x = self._eval_view(x)
         return self.preprocess.batch(x), y
