@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-#: metrics.csv columns; grad_norm is appended when the trainer logs it.
-METRICS_COLUMNS = ("step", "epoch", "time_s", "train_loss", "lr")
+#: metrics.csv columns; grad_norm is appended when the trainer logs it. time_s is training wall
+#: time, cpu_s the process's CPU time (all threads) over the same stretches.
+METRICS_COLUMNS = ("step", "epoch", "time_s", "cpu_s", "train_loss", "lr")
 #: eval.csv columns before the task's metric column ("error" or "bpc").
 EVAL_COLUMNS = ("step", "epoch", "time_s", "split", "loss")
 #: statuses after which re-running the same command has nothing left to do.

@@ -359,7 +359,7 @@ CHAIN = (
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
-    return [{k: v for k, v in r.items() if k != "time_s"} for r in read_csv(path)]
+    return [{k: v for k, v in r.items() if k not in ("time_s", "cpu_s")} for r in read_csv(path)]
 
 
 @pytest.mark.slow

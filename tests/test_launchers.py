@@ -24,7 +24,8 @@ def _results(root: Path) -> dict[str, dict]:
     time_s); under "" the sweep directory's own files."""
 
     def rows(path: Path) -> list[dict]:
-        return [{k: v for k, v in row.items() if k != "time_s"} for row in read_csv(path)]
+        clocks = ("time_s", "cpu_s")
+        return [{k: v for k, v in row.items() if k not in clocks} for row in read_csv(path)]
 
     out: dict[str, dict] = {"": {"files": sorted(p.name for p in root.iterdir() if p.is_file())}}
     for run in sorted(p for p in root.iterdir() if (p / "summary.json").is_file()):
