@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -104,6 +105,10 @@ class _Drawn:
     finals: dict[str, float]
     core: list[np.ndarray]
     loose: list[tuple[Group, Run, pd.DataFrame, pd.DataFrame]]
+    solid: bool = False
+
+    def linestyle(self, group: Group) -> Any:
+        return "-" if self.solid else group.linestyle
 
 
 def _draw_means(
@@ -114,9 +119,11 @@ def _draw_means(
     y: str,
     scale: float,
     smooth: int,
+    solid: bool,
 ) -> _Drawn:
-    """Mean ± std of every group's completed runs; a one-point curve is drawn as a point."""
-    drawn = _Drawn({}, {}, [], [])
+    """Mean ± std of every group's completed runs; a one-point curve is drawn as a point.
+    ``solid``: every line solid (in a panel of small multiples the panel is the variant)."""
+    drawn = _Drawn({}, {}, [], [], solid)
     for g in groups:
         done = [c for c in (_run_curve(frame_of(r), x, y, smooth) for r in g.completed) if len(c)]
         if done:
@@ -124,7 +131,7 @@ def _draw_means(
             mean, std = agg["mean"].to_numpy() * scale, agg["std"].fillna(0).to_numpy() * scale
             marker = "o" if len(agg) == 1 else None
             (line,) = ax.plot(
-                agg[x], mean, color=g.color, linestyle=g.linestyle, marker=marker, ms=3
+                agg[x], mean, color=g.color, linestyle=drawn.linestyle(g), marker=marker, ms=3
             )
             if len(agg) == 1:
                 ax.errorbar(agg[x], mean, yerr=std, color=g.color, capsize=2, lw=0.8)
@@ -158,7 +165,7 @@ def _draw_loose(
             end_y = min(max(end_y, limits[0]), limits[1])
         marker = "." if len(xs) == 1 else None
         (line,) = ax.plot(
-            xs, ys, color=g.color, linestyle=g.linestyle, lw=0.7, alpha=0.8, marker=marker
+            xs, ys, color=g.color, linestyle=drawn.linestyle(g), lw=0.7, alpha=0.8, marker=marker
         )
         drawn.handles.setdefault(g.label, line)
         if run.status == "diverged":
@@ -202,7 +209,7 @@ def plot_curves(
     drawn = []
     for ax, level in zip(flat, levels, strict=False):
         mine = [g for g in groups if panels is None or panels.level_of(g) == level]
-        drawn.append(_draw_means(ax, mine, frame_of, x, y, scale, smooth))
+        drawn.append(_draw_means(ax, mine, frame_of, x, y, scale, smooth, panels is not None))
         if panels:
             ax.set_title(f"{panels.name} = {panels.text(level)}")
     limits = _limits([c for d in drawn for c in d.core], logy)
@@ -250,7 +257,7 @@ def _panel_legend(
             rest = [t for t in g.label.split() if t != f"{panels.name}={level}"]
         name = " ".join(rest) or g.label
         if g.label in handles and name not in entries:
-            entries[name] = Line2D([], [], color=g.color, linestyle=g.linestyle)
+            entries[name] = Line2D([], [], color=g.color)
     return [(h, name) for name, h in entries.items()]
 
 
@@ -309,13 +316,21 @@ def plot_diagnostics(
         style.apply()
         size = (style.COLUMN_WIDTH, _HEIGHT) if not panels else (7.0, 0.6 + 1.6 * len(steps))
         nrows, ncols = (len(steps), len(levels)) if panels else (1, len(steps))
-        fig, axes = plt.subplots(nrows, ncols, figsize=size, sharey=True, squeeze=False)
+        fig, axes = plt.subplots(
+            nrows,
+            ncols,
+            figsize=size,
+            sharey=True,
+            sharex="col",
+            squeeze=False,
+            layout="constrained" if panels else None,
+        )
         positive = True
         for i, step in enumerate(steps):
             for j, level in enumerate(levels):
                 ax = axes[i][j] if panels else axes[0][i]
                 mine = [g for g in groups if panels is None or panels.level_of(g) == level]
-                positive &= _draw_profiles(ax, mine, metric, step)
+                positive &= _draw_profiles(ax, mine, metric, step, solid=panels is not None)
                 title = f"step {step}"
                 ax.set_title(f"{panels.name} = {panels.text(level)}, {title}" if panels else title)
                 if ax in axes[-1]:
@@ -346,8 +361,11 @@ def plot_diagnostics(
     return figures
 
 
-def _draw_profiles(ax: plt.Axes, groups: list[Group], metric: str, step: int) -> bool:
-    """Each group's mean ± std profile over depth; True when every value drawn is positive."""
+def _draw_profiles(
+    ax: plt.Axes, groups: list[Group], metric: str, step: int, *, solid: bool
+) -> bool:
+    """Each group's mean ± std profile over depth; True when every value drawn is positive.
+    ``solid``: every line solid (in a panel of small multiples the panel is the variant)."""
     positive = True
     for g in groups:
         stack = depth_profile(g, metric, step)
@@ -355,7 +373,8 @@ def _draw_profiles(ax: plt.Axes, groups: list[Group], metric: str, step: int) ->
             continue
         mean = np.nanmean(stack, axis=0)
         layers = np.arange(1, stack.shape[1] + 1)
-        ax.plot(layers, mean, color=g.color, linestyle=g.linestyle, marker=".", ms=3, label=g.label)
+        style_ = "-" if solid else g.linestyle
+        ax.plot(layers, mean, color=g.color, linestyle=style_, marker=".", ms=3, label=g.label)
         if len(stack) > 1:
             std = np.nanstd(stack, axis=0, ddof=1)
             ax.fill_between(layers, mean - std, mean + std, color=g.color, alpha=0.2, lw=0)
@@ -364,11 +383,21 @@ def _draw_profiles(ax: plt.Axes, groups: list[Group], metric: str, step: int) ->
 
 
 def _legend_below(owner: plt.Axes | plt.Figure, handles: list, labels: list) -> None:
-    """Under the plot, two columns: never on top of a curve, readable at column width."""
-    anchor = (0.5, -0.22) if isinstance(owner, plt.Axes) else (0.5, 0.0)
-    ncol = 2 if isinstance(owner, plt.Axes) else min(len(labels), 5)
+    """Never on top of a curve: under a single plot in two columns (readable at column
+    width), above a figure of panels in one row."""
+    if isinstance(owner, plt.Axes):
+        owner.legend(
+            handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False
+        )
+        return
+    # a figure of panels: one row above them, clear of every axis label
     owner.legend(
-        handles, labels, loc="upper center", bbox_to_anchor=anchor, ncol=ncol, frameon=False
+        handles,
+        labels,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=min(len(labels), 6),
+        frameon=False,
     )
 
 

@@ -70,8 +70,7 @@ def plot_grid(
         values[rows.levels.index(r), cols.levels.index(c)] = relative_loss(g)
     width = min(7.0, 1.0 + 1.05 * len(cols.levels))
     fig, ax = plt.subplots(figsize=(width, 0.45 + 0.62 * len(rows.levels)))
-    cmap = plt.get_cmap("RdYlGn_r").copy()
-    cmap.set_bad("#d9d9d9")
+    cmap = plt.get_cmap("RdYlGn_r").with_extremes(bad="#d9d9d9")
     image = ax.imshow(
         np.ma.masked_invalid(values),
         cmap=cmap,

@@ -70,7 +70,12 @@ def plot_layer_heatmaps(
         nrows, ncols = len(layout), len(layout[0])
         style.apply()
         fig, axes = plt.subplots(
-            nrows, ncols, figsize=(7.0, 0.4 + 1.25 * nrows), squeeze=False, sharex=True
+            nrows,
+            ncols,
+            figsize=(7.0, 0.5 + 1.35 * nrows),
+            squeeze=False,
+            sharex=True,
+            layout="constrained",
         )
         image = None
         for i, row in enumerate(layout):
@@ -83,14 +88,14 @@ def plot_layer_heatmaps(
                     if g is not None:
                         ax.text(0.5, 0.5, "no diagnostics", ha="center", transform=ax.transAxes)
                     continue
-                masked = np.ma.masked_invalid(values)
                 image = ax.imshow(
-                    masked,
+                    np.ma.masked_invalid(values),
                     aspect="auto",
                     origin="lower",
                     norm=norm,
                     cmap="viridis",
                     interpolation="nearest",
+                    extent=(-0.5, len(steps) - 0.5, 0.5, values.shape[0] + 0.5),
                 )
                 ax.set_title(g.label, fontsize=6.5)
                 ax.set_xticks(range(len(steps)), [str(s) for s in steps], fontsize=5.5)
@@ -100,7 +105,7 @@ def plot_layer_heatmaps(
                 if i == nrows - 1:
                     ax.set_xlabel("step", fontsize=6.5)
         if image is not None:
-            bar = fig.colorbar(image, ax=axes, fraction=0.025, pad=0.01)
+            bar = fig.colorbar(image, ax=axes, fraction=0.025, pad=0.01, aspect=40)
             bar.set_label(DIAG_NAMES.get(metric, metric), fontsize=6.5)
         stem = out / f"layers_{metric}"
         style.save(fig, str(stem))

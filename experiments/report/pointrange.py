@@ -96,10 +96,11 @@ def plot_pointrange(
         entries.append(
             (Line2D([], [], marker="D", mfc="none", mec="black", ls="none"), "published")
         )
+    fig.subplots_adjust(top=1 - 0.3 / height)
     fig.legend(
         *zip(*entries, strict=True),
         loc="lower center",
-        bbox_to_anchor=(0.5, 1.0),
+        bbox_to_anchor=(0.5, 1 - 0.25 / height),
         ncol=len(entries),
         frameon=False,
     )
