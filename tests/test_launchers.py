@@ -71,6 +71,15 @@ def test_joblib_sweep_equals_the_sequential_sweep(sweep):
     assert parallel == sequential  # CPU, one thread each: every logged number bit for bit
 
 
+def test_joblib_jobs_list_their_run_directories_for_the_sweeps_report(sweep, tmp_path):
+    """The report callback travels pickled to the joblib workers; each job adds its run
+    directory to its sweep's job list, which the end-of-sweep report reads."""
+    sweep("parallel", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    (listed,) = (tmp_path / "parallel" / "sweep" / ".sweeps").iterdir()
+    assert {p.read_text().strip() for p in listed.iterdir()} == RUNS
+    assert sorted(p.name for p in listed.iterdir()) == ["0", "1", "2", "3"]
+
+
 @pytest.mark.skipif(not SUBMITIT, reason="hydra-submitit-launcher is not installed")
 def test_slurm_launcher_composes_with_the_sweep_directories(cli):
     result = cli("experiment=plain30_init", "hydra/launcher=slurm", "--cfg=hydra", tiny=False)

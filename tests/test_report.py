@@ -148,8 +148,10 @@ def test_a_sweeps_report_holds_only_its_own_runs(study):
     assert per_run["run"].tolist() == ["relu-lr1e6"]
     page = (study.sweep_report / "README.md").read_text()
     assert re.search(r"Scope: the 1 run\(s\) of sweep \d{8}T\d{6}-\d+ \(job list: ", page)
-    (listed,) = (study.root / ".sweeps").iterdir()
-    assert [p.read_text() for p in listed.iterdir()] == ["relu-lr1e6\n"]
+    first, second = sorted((study.root / ".sweeps").iterdir())  # ids start with the UTC time
+    assert len(list(first.iterdir())) == 6  # report=false still lists its jobs
+    assert [p.read_text() for p in second.iterdir()] == ["relu-lr1e6\n"]
+    assert second.name in page
     combined = (study.report / "README.md").read_text()
     assert f"Scope: every run under {study.root} (7 runs)" in combined
 

@@ -87,15 +87,16 @@ def detectable_difference(
     df = se**4 / ((sd_a**2 / n_a) ** 2 / (n_a - 1) + (sd_b**2 / n_b) ** 2 / (n_b - 1))
     critical = stats.t.ppf(1 - alpha / 2, df)
 
-    def shortfall(effect: float) -> float:
-        ncp = effect / se
-        reach = stats.nct.sf(critical, df, ncp) + stats.nct.cdf(-critical, df, ncp)
-        return reach - power
+    def shortfall(ncp: float) -> float:
+        # the lower tail (a rejection in the wrong direction) is negligible for ncp > 0, and
+        # scipy's nct.cdf returns NaN for it once ncp is large
+        wrong_way = float(np.nan_to_num(stats.nct.cdf(-critical, df, ncp)))
+        return float(stats.nct.sf(critical, df, ncp)) + wrong_way - power
 
-    high = se * (critical + stats.t.ppf(power, df) + 1)
+    high = critical + stats.t.ppf(power, df) + 1
     while shortfall(high) < 0:
         high *= 2
-    return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-12 * high))
+    return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-12)) * se
 
 
 def compare_order(labels: list[str], values: list[np.ndarray]) -> list[PairTest]:
