@@ -14,6 +14,7 @@ import pytest
 
 from experiments.report.runs import load_run
 from experiments.report.timing import CONTENDED_BELOW, utilisation
+from experiments.rundir import METRICS_COLUMNS, CsvLog, read_csv
 
 #: busy processes sharing the job's core in the contended run.
 BUSY = 3
@@ -69,3 +70,19 @@ def test_cpu_time_stays_while_wall_time_grows_under_contention(tmp_path, cli_com
     assert last["cpu_s"] == pytest.approx(cpu_s[1], rel=0.05)
     assert last["time_s"] == pytest.approx(wall[1], rel=0.05)
     assert utilisation(load_run(shared)) < CONTENDED_BELOW
+
+
+def test_a_resumed_run_from_before_cpu_time_keeps_its_header(tmp_path):
+    """metrics.csv written without cpu_s goes on without it, every row matching its header."""
+    path = tmp_path / "metrics.csv"
+    path.write_text("step,epoch,time_s,train_loss,lr\n2,0.1,0.5,2.3,0.1\n")
+    with CsvLog(path, METRICS_COLUMNS) as log:
+        log.write(step=4, epoch=0.2, time_s=1.0, cpu_s=0.9, train_loss=2.2, lr=0.1)
+    assert read_csv(path) == [
+        {"step": "2", "epoch": "0.1", "time_s": "0.5", "train_loss": "2.3", "lr": "0.1"},
+        {"step": "4", "epoch": "0.2", "time_s": "1.0", "train_loss": "2.2", "lr": "0.1"},
+    ]
+    fresh = tmp_path / "new.csv"
+    with CsvLog(fresh, METRICS_COLUMNS) as log:
+        log.write(step=4, epoch=0.2, time_s=1.0, cpu_s=0.9, train_loss=2.2, lr=0.1)
+    assert read_csv(fresh)[0]["cpu_s"] == "0.9"
