@@ -201,7 +201,7 @@ def plot_curves(
     """
     style.apply()
     levels = list(panels.levels) if panels else [None]
-    ncols = min(len(levels), 4)
+    ncols = len(levels) if len(levels) <= 5 else 4
     nrows = -(-len(levels) // ncols)
     size = (style.COLUMN_WIDTH, _HEIGHT) if not panels else (7.0, 1.8 * nrows + 0.4)
     fig, axes = plt.subplots(nrows, ncols, figsize=size, sharex=True, sharey=True, squeeze=False)
@@ -217,12 +217,14 @@ def plot_curves(
         _draw_loose(ax, d, x, y, scale, limits)
     for ax in flat[len(levels) :]:
         ax.set_visible(False)
+    for ax in flat[len(levels) - ncols : len(levels)]:
+        # the lowest panel of each column carries the x axis, above an empty cell too
+        ax.tick_params(axis="x", labelbottom=True)
+        ax.set_xlabel(_X_LABELS.get(x, x))
     if limits:
         flat[0].set_ylim(*limits)
     if logy:
         flat[0].set_yscale("log")
-    for ax in axes[-1]:
-        ax.set_xlabel(_X_LABELS.get(x, x))
     for row in axes:
         row[0].set_ylabel(ylabel)
     handles = {k: v for d in drawn for k, v in d.handles.items()}
