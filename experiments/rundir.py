@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-#: metrics.csv columns; grad_norm is appended when the trainer logs it.
-METRICS_COLUMNS = ("step", "epoch", "time_s", "train_loss", "lr")
+#: metrics.csv columns; grad_norm is appended when the trainer logs it. time_s is training wall
+#: time, cpu_s the process's CPU time (all threads) over the same stretches.
+METRICS_COLUMNS = ("step", "epoch", "time_s", "cpu_s", "train_loss", "lr")
 #: eval.csv columns before the task's metric column ("error" or "bpc").
 EVAL_COLUMNS = ("step", "epoch", "time_s", "split", "loss")
 #: statuses after which re-running the same command has nothing left to do.
@@ -72,12 +73,19 @@ def format_value(value: object) -> str:
 
 
 class CsvLog:
-    """Append-only CSV with a fixed header; each row is flushed as it is written."""
+    """Append-only CSV with a fixed header; each row is flushed as it is written.
+
+    Appending to a file written by an older version keeps that file's header (a resumed run
+    made before ``cpu_s`` existed goes on without it), so every row matches its header.
+    """
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
         self.path = path
         self.columns = tuple(columns)
         new = not path.exists() or path.stat().st_size == 0
+        if not new:
+            with open(path, newline="", encoding="utf-8") as f:
+                self.columns = tuple(next(csv.reader(f), columns))
         self._file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (closed in close)
         self._writer = csv.writer(self._file, lineterminator="\n")
         if new:
@@ -85,7 +93,7 @@ class CsvLog:
             self._file.flush()
 
     def write(self, **row: object) -> None:
-        self._writer.writerow(format_value(row[c]) for c in self.columns)
+        self._writer.writerow(format_value(row.get(c)) for c in self.columns)
         self._file.flush()
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -176,17 +176,25 @@ def build(cfg: DictConfig) -> Components:
 
 
 class Stopwatch:
-    """Training wall time: started with the loop, paused around evaluation and checkpoints."""
+    """Training time: started with the loop, paused around evaluation and checkpoints.
 
-    def __init__(self, elapsed: float = 0.0) -> None:
+    ``clock`` is wall time by default; ``time.process_time`` gives the process's CPU time (all
+    threads), which another process on the same cores cannot inflate: a contended run waits
+    longer, but the CPU seconds its work costs barely change (README, "Time on a shared CPU").
+    """
+
+    def __init__(
+        self, elapsed: float = 0.0, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self._elapsed = elapsed
+        self._clock = clock
         self._since: float | None = None
 
     def start(self) -> None:
-        self._since = time.perf_counter()
+        self._since = self._clock()
 
     def read(self) -> float:
-        running = 0.0 if self._since is None else time.perf_counter() - self._since
+        running = 0.0 if self._since is None else self._clock() - self._since
         return self._elapsed + running
 
     @contextlib.contextmanager
@@ -197,7 +205,7 @@ class Stopwatch:
             yield
         finally:
             if since is not None:
-                self._since = time.perf_counter()
+                self._since = self._clock()
 
 
 def environment() -> dict[str, Any]:
@@ -258,6 +266,7 @@ class Trainer:
         )
         self.step = 0
         self.watch = Stopwatch()
+        self.cpu_watch = Stopwatch(clock=time.process_time)
         self._wall = Stopwatch()
         self._wall.start()
         zero = functools.partial(torch.zeros, (), dtype=torch.float64, device=parts.device)
@@ -284,6 +293,7 @@ class Trainer:
             "best": None,
             "test": None,
             "train_time_s": 0.0,
+            "train_cpu_s": 0.0,
             "wall_time_s": 0.0,
             "num_params": sum(p.numel() for p in model.parameters()),
             "num_activation_params": sum(
@@ -319,6 +329,7 @@ class Trainer:
             step=self.step,
             epoch=self._epoch(),
             train_time_s=round(self.watch.read(), 3),
+            train_cpu_s=round(self.cpu_watch.read(), 3),
             wall_time_s=round(self._wall.read(), 3),
             updated_at=_now(),
         )
@@ -361,6 +372,7 @@ class Trainer:
                 )
             self.write_summary()
             self.watch.start()
+            self.cpu_watch.start()
             if self.diagnostics_every and self.step == 0:
                 self._diagnose()
             if self._train(bar) == "diverged":
@@ -478,6 +490,7 @@ class Trainer:
             "step": self.step,
             "epoch": self._epoch(),
             "time_s": round(self.watch.read(), 3),
+            "cpu_s": round(self.cpu_watch.read(), 3),
             "train_loss": mean,
             "lr": self.parts.optimizer.param_groups[0]["lr"],
         }
@@ -519,7 +532,7 @@ class Trainer:
     def _pause(self) -> Iterator[None]:
         """Stop the training clock once the device has finished the queued training work."""
         self._sync()
-        with self.watch.paused():
+        with self.watch.paused(), self.cpu_watch.paused():
             yield
             self._sync()
 
@@ -590,6 +603,7 @@ class Trainer:
                     "task": self.parts.task.state_dict(),
                     "rng": checkpoint.rng_state(),
                     "train_time_s": self.watch.read(),
+                    "train_cpu_s": self.cpu_watch.read(),
                     "wall_time_s": self._wall.read(),
                     "first_loss": first.item() if isinstance(first, torch.Tensor) else first,
                     "window": self.window,
@@ -606,6 +620,8 @@ class Trainer:
         self.first_loss = state["first_loss"]
         self.window = state["window"]
         self.watch = Stopwatch(state["train_time_s"])
+        # checkpoints from before CPU time was recorded count it from here
+        self.cpu_watch = Stopwatch(state.get("train_cpu_s", 0.0), clock=time.process_time)
         self._wall = Stopwatch(state["wall_time_s"])
         self._wall.start()
         for row in read_csv(self.run.eval):

@@ -74,7 +74,7 @@ def test_sigkill_then_rerun_equals_an_unbroken_run(cli, cli_command, cli_env, tm
         ours, reference = read_csv(getattr(cut, name)), read_csv(getattr(unbroken, name))
         assert [r["step"] for r in ours] == [r["step"] for r in reference]
         for row, ref in zip(ours, reference, strict=True):
-            for key in ref.keys() - {"time_s", "split"}:
+            for key in ref.keys() - {"time_s", "cpu_s", "split"}:
                 assert float(row[key]) == pytest.approx(float(ref[key]), rel=1e-6, abs=1e-6)
     final = torch.load(cut.checkpoint, weights_only=True)["model"]
     reference = torch.load(unbroken.checkpoint, weights_only=True)["model"]
@@ -107,7 +107,7 @@ def test_parallel_sweep_goes_on_past_a_diverged_job(cli, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     runs = tmp_path / "results" / "default"
-    summaries = {p.name: _summary(p) for p in runs.iterdir() if p.is_dir()}
+    summaries = {p.name: _summary(p) for p in runs.iterdir() if p.is_dir() and p.name != ".sweeps"}
     assert {k: s["status"] for k, s in summaries.items()} == {
         "lr1000000.0": "diverged",
         "lr0.01": "completed",
@@ -122,7 +122,7 @@ def test_sweep_with_a_refused_job_still_writes_its_report(cli, tmp_path):
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1] == "error: optimizer.lr=-1.0 is out of range; must be > 0"
     runs = tmp_path / "results" / "default"
-    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == ["lr0.01", "report"]
+    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == [".sweeps", "lr0.01", "report"]
     assert [r["run"] for r in read_csv(runs / "report" / "runs.csv")] == ["lr0.01"]
 
 

@@ -29,7 +29,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["model"]
 
 
-def _rows(path: Path, drop: tuple[str, ...] = ("time_s",)) -> list[dict[str, str]]:
+def _rows(path: Path, drop: tuple[str, ...] = ("time_s", "cpu_s")) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k not in drop} for row in read_csv(path)]
 
 
