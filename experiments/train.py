@@ -29,16 +29,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import checkpoint
-from experiments.config import ConfigError, describe_error, validate
+from experiments import checkpoint, resume
+from experiments.config import describe_error, validate
 from experiments.rundir import FINAL_STATUSES, RunDir, atomic_write_text
 from experiments.trainer import Interrupted, Trainer, build
 
 log = logging.getLogger("actlab")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-#: config keys (and subtrees) that may differ when resuming: they do not change what is computed.
-RESUME_MAY_CHANGE = ("trainer.resume", "trainer.diagnostics", "paths", "report")
 
 
 class RunFailed(RuntimeError):
@@ -63,24 +61,22 @@ def run(
     rundir = RunDir(run_dir)
     with rundir.lock():
         rundir.remove_temporaries()
-        previous = rundir.read_summary()
-        resume = cfg.trainer.resume and previous is not None
-        if resume:
-            _check_same_config(rundir, cfg)
-            if previous["status"] in FINAL_STATUSES:
-                log.info(
-                    "%s: already %s at step %d; nothing to do (trainer.resume=false starts over)",
-                    rundir.path,
-                    previous["status"],
-                    previous["step"],
-                )
-                return previous["status"]
+        previous = resume.previous_summary(rundir, cfg) if cfg.trainer.resume else None
+        if previous is not None and previous["status"] in FINAL_STATUSES:
+            log.info(
+                "%s: already %s at step %d; nothing to do (trainer.resume=false starts over)",
+                rundir.path,
+                previous["status"],
+                previous["step"],
+            )
+            return previous["status"]
         if cfg.trainer.threads or threads:
             torch.set_num_threads(cfg.trainer.threads or threads)
         parts = build(cfg)
         state = None
-        if resume and rundir.checkpoint.exists():
+        if previous is not None and rundir.checkpoint.exists():
             state = checkpoint.load(rundir.checkpoint, parts.device)
+            resume.check_state(state, parts, cfg, rundir)  # refuses before any file changes
             rundir.truncate_logs(state["step"])
         else:
             rundir.clear()
@@ -94,32 +90,6 @@ def run(
             log.exception("[%s] failed at step %d", cfg.run_name, trainer.step)
             trainer.fail(err)
             return "failed"
-
-
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): node}
-
-
-def _check_same_config(rundir: RunDir, cfg: DictConfig) -> None:
-    """Refuse to resume (or skip) a run directory that holds a differently configured run."""
-    if not rundir.config.exists():
-        return
-    saved = _flat(OmegaConf.to_container(OmegaConf.load(rundir.config)))
-    now = _flat(OmegaConf.to_container(cfg, resolve=True))
-    for key in sorted(set(saved) | set(now)):
-        if any(key == k or key.startswith(f"{k}.") for k in RESUME_MAY_CHANGE):
-            continue
-        if saved.get(key, "<unset>") != now.get(key, "<unset>"):
-            raise ConfigError(
-                f"{rundir.path} holds a run with {key}={saved.get(key, '<unset>')!r}, not "
-                f"{now.get(key, '<unset>')!r}; give this run another run_name, or pass "
-                "trainer.resume=false to replace it"
-            )
 
 
 def _save_config(rundir: RunDir, cfg: DictConfig, hydra_files: Mapping[str, Any]) -> None:

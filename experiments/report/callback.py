@@ -8,6 +8,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from experiments.report.runs import ReportError
 from experiments.report.settings import enabled, from_config
@@ -59,7 +60,10 @@ def _write(config: DictConfig) -> None:
     # since Hydra instantiates callbacks for single runs too
     from experiments.report.build import write_report
 
-    sweep_dir = Path(config.hydra.sweep.dir)
+    try:
+        sweep_dir = Path(config.hydra.sweep.dir)
+    except OmegaConfBaseException:  # refused before the sweep began (bad name or results dir)
+        return
     try:
         page = write_report([sweep_dir])
     except ReportError as err:
