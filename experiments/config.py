@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -236,6 +237,20 @@ def validate(cfg: DictConfig) -> None:
     _check_trainer(cfg.trainer)
     for group, parameters_of in _named_groups().items():
         _check_named_group(cfg[group], group, parameters_of)
+    _check_finite(OmegaConf.to_container(cfg, resolve=True))
+
+
+def _check_finite(node: Any, key: str = "") -> None:
+    """No number in a config may be inf or NaN: a range check lets inf through (inf > 0),
+    and an inf learning rate would train to a meaningless ``diverged`` result."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, f"{key}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{key}={node!r} is not a finite number; give a finite value")
 
 
 def _check_top_level(cfg: DictConfig) -> None:
@@ -311,6 +326,34 @@ def _check_trainer(trainer: DictConfig) -> None:
             ) from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"trainer.device={trainer.device!r} but CUDA is not available")
+    if trainer.compile:
+        _check_cpu_compiler(trainer.device)
+
+
+def _check_cpu_compiler(device: str) -> None:
+    """torch.compile on the CPU generates C++: without a compiler it fails at the first step
+    with a traceback of a hundred lines, so look for one first (the compiler torch will use)."""
+    import torch
+
+    if (
+        device == "cuda"
+        or device.startswith("cuda:")
+        or (device == "auto" and torch.cuda.is_available())
+    ):
+        return
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except ImportError:  # another torch layout: let torch.compile report it
+        return
+    try:
+        get_cpp_compiler()
+    except Exception as err:  # torch raises InvalidCxxCompiler (a RuntimeError) with a long text
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(
+            "trainer.compile=true needs a C++ compiler on the CPU (torch.compile generates C++), "
+            f"and none was found ({first[:120]}); install one (e.g. g++) or set CXX, or set "
+            "trainer.compile=false"
+        ) from None
 
 
 Parameters = Callable[[str], dict[str, inspect.Parameter]]
