@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import checkpoint, resume
 from experiments.config import describe_error, validate
+from experiments.launcher import SweepStopped, parallel_jobs
 from experiments.rundir import FINAL_STATUSES, RunDir, atomic_write_text
 from experiments.trainer import Interrupted, Trainer, build
 
@@ -104,9 +105,7 @@ def _threads_per_job(hydra_cfg: DictConfig) -> int | None:
     n_jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.mode == RunMode.MULTIRUN else None
     if not n_jobs:
         return None
-    cores = os.cpu_count() or 1
-    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
-    return max(1, cores // parallel)
+    return max(1, (os.cpu_count() or 1) // parallel_jobs(n_jobs))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
@@ -157,6 +156,9 @@ def main() -> None:
         _hydra_task()
     except KeyboardInterrupt:
         sys.exit(130)
+    except SweepStopped as stop:  # its jobs checkpointed and were marked interrupted
+        print(f"error: {stop}; rerun the command to resume its jobs", file=sys.stderr)
+        sys.exit(128 + stop.signum)
     except Exception as err:
         callback = sys.modules.get("experiments.report.callback")  # loaded by a sweep's config
         if callback is not None:
