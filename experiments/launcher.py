@@ -48,6 +48,7 @@ from hydra.core.utils import (
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
+from tqdm import tqdm
 
 from experiments.rundir import RunDir, RunDirError
 
@@ -267,15 +268,17 @@ def _stop_requests() -> Iterator[_StopRequests]:
 
 def _job_context() -> Any:
     """Jobs fork from a server process that has imported the trainer once (a fresh interpreter
-    per job would import torch each time), never from the sweep's own process."""
+    per job would import torch each time), never from the sweep's own process. ``__main__``
+    (experiments.train under ``python -m``) is imported there as it would be in each job."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["experiments.train"])
+    context.set_forkserver_preload(["__main__", "experiments.trainer"])
     return context
 
 
 def _job_main(payload: bytes, writer: Connection, lifeline: Connection) -> None:
     """Run one job (Hydra's run_job, as the joblib launcher does) and send back its JobReturn."""
     os.setpgid(0, 0)  # a terminal's Ctrl-C goes to the sweep, which passes it on once
+    tqdm.set_lock(threading.RLock())  # one process: no semaphore left behind if it is killed
     threading.Thread(target=_stop_when_orphaned, args=(lifeline,), daemon=True).start()
     index, overrides, hydra_context, config, task_function, singleton = cloudpickle.loads(payload)
     setup_globals()

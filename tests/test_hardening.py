@@ -487,7 +487,7 @@ def test_a_killed_job_fails_alone_and_a_rerun_resumes_it(cli_command, cli_env, t
     one is recorded as failed, the sweep ends in one line, and a rerun resumes the lost job."""
     args = (*SWEEP_ARGS, "activation=relu,elu,prelu", "trainer.max_steps=60")
     runs = tmp_path / "results" / "default"
-    victim = runs / "relu-nin-shapes-s0"
+    victim = Path("results") / "default" / "relu-nin-shapes-s0"  # as the sweep names it
     proc = subprocess.Popen(
         cli_command(*args),
         cwd=tmp_path,
@@ -496,19 +496,22 @@ def test_a_killed_job_fails_alone_and_a_rerun_resumes_it(cli_command, cli_env, t
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait(lambda: _rows(victim / "metrics.csv") >= 7, 300, "the first job's rows")
-    (pid,) = _holders(victim.resolve())
+    _wait(lambda: _rows(tmp_path / victim / "metrics.csv") >= 7, 300, "the first job's rows")
+    (pid,) = _holders(tmp_path / victim)
     os.kill(pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, err
-    assert err.splitlines()[-1].startswith(
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
         f"error: JobLost: job #0 ({victim}) was killed by SIGKILL (out of memory?); recorded "
         f"as failed in {victim / 'summary.json'}; rerun the command to resume it"
-    ), err
+    ], err
+    assert "Traceback" not in err and "Warning" not in err, err
+    victim = tmp_path / victim
     summary = json.loads((victim / "summary.json").read_text())
     assert summary["status"] == "failed" and "SIGKILL" in summary["error"]
     for other in ("elu-nin-shapes-s0", "prelu-nin-shapes-s0"):
-        assert json.loads((runs / other / "summary.json").read_text())["status"] == "completed"
+        status = json.loads((runs / other / "summary.json").read_text())["status"]
+        assert status in ("completed", "diverged")  # finished: the lost job took none with it
     again = subprocess.run(
         cli_command(*args),
         cwd=tmp_path,
@@ -543,9 +546,10 @@ def test_a_stopped_sweep_checkpoints_its_jobs_and_leaves_no_orphans(
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == (128 + sig if sig == signal.SIGTERM else -sig), err
     if sig == signal.SIGTERM:
-        assert err.splitlines()[-1] == (
+        assert [line for line in err.splitlines() if line.startswith("error:")] == [
             "error: sweep stopped by SIGTERM; rerun the command to resume its jobs"
-        )
+        ], err
+        assert "Traceback" not in err, err
     _wait(lambda: not any(_holders(r.resolve()) for r in runs), 60, "the jobs to stop")
     for r in runs:
         summary = json.loads((r / "summary.json").read_text())
