@@ -233,7 +233,7 @@ def test_weight_layers_and_their_hooks() -> None:
 def test_lsuv_init_reaches_every_weight_layer() -> None:
     torch.manual_seed(0)
     model = chargru(6, hidden_size=8, num_layers=2)
-    initialize(model, "lsuv", probe=torch.randint(6, (10, 4)), tol=0.1, max_iter=20)
+    initialize(model, "lsuv", batches=lambda i: torch.randint(6, (10, 4)), tol=0.1, max_iter=20)
 
 
 def test_dropout_between_layers_only_in_training() -> None:
