@@ -249,6 +249,8 @@ class Trainer:
         self.run = run
         self.label = cfg.run_name
         self.seed = cfg.seed
+        #: kept in every checkpoint: what trained, checked on resume (experiments.resume).
+        self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         self.metric = parts.task.metric
         self.params = [p for p in parts.model.parameters() if p.requires_grad]
         #: what training steps call; evaluation, diagnostics and checkpoints use the plain model
@@ -607,6 +609,7 @@ class Trainer:
                     "wall_time_s": self._wall.read(),
                     "first_loss": first.item() if isinstance(first, torch.Tensor) else first,
                     "window": self.window,
+                    "config": self.config_yaml,
                 },
             )
 

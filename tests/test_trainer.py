@@ -20,7 +20,7 @@ import experiments.train
 from experiments import checkpoint
 from experiments.config import ConfigError, describe_error, validate
 from experiments.optim import build_schedule
-from experiments.rundir import RunDir, read_csv, truncate_csv
+from experiments.rundir import RunDir, RunDirError, read_csv, truncate_csv
 from experiments.train import run
 from experiments.trainer import Interrupted, build, planned_steps
 
@@ -329,7 +329,7 @@ def test_truncate_drops_later_rows_and_a_torn_line(tmp_path):
 
 
 def test_run_directory_lock_is_exclusive(tmp_path):
-    busy = pytest.raises(RuntimeError, match="in use by another process")
+    busy = pytest.raises(RunDirError, match="in use by another process")
     with RunDir(tmp_path).lock(), busy, RunDir(tmp_path).lock():
         pass
     with RunDir(tmp_path).lock():  # released

@@ -145,6 +145,19 @@ def _figures(
     return made
 
 
+def _output_directory(target: Path) -> Path:
+    """``target``, made if need be; a file (or an unwritable place) there is one line."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ReportError(
+            f"{target}: exists and is not a directory; move it away, or pass --out DIR"
+        ) from None
+    except OSError as err:
+        raise ReportError(f"{target}: cannot make the report directory ({err.strerror})") from None
+    return target
+
+
 def write_report(
     sources: Sequence[str | Path],
     out: str | Path | None = None,
@@ -176,8 +189,7 @@ def write_report(
     settings = report_settings(runs)
     claims = parse_claims(settings.claims)
     values = published.load(settings.published)
-    target = Path(out) if out is not None else Path(sources[0]) / "report"
-    target.mkdir(parents=True, exist_ok=True)
+    target = _output_directory(Path(out) if out is not None else Path(sources[0]) / "report")
 
     comparisons = tables.compare(groups, values, metric)
     made = _figures(

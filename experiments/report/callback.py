@@ -17,6 +17,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from experiments.report.runs import ReportError
 from experiments.report.settings import enabled, from_config
@@ -97,7 +98,10 @@ def _write(config: DictConfig, sweep_id: str | None) -> None:
     # since Hydra instantiates callbacks for single runs too
     from experiments.report.build import write_report
 
-    sweep_dir = Path(config.hydra.sweep.dir)
+    try:
+        sweep_dir = Path(config.hydra.sweep.dir)
+    except OmegaConfBaseException:  # refused before the sweep began (bad name or results dir)
+        return
     runs = job_list(sweep_dir, sweep_id) if sweep_id else []
     if not runs:
         log.error("report not written: no run directory of sweep %s in %s", sweep_id, sweep_dir)
