@@ -175,6 +175,45 @@ def test_huge_learning_rate_diverges_with_its_step(tiny_config, tmp_path):
     assert not math.isfinite(loss) or loss > 3 * min(first, math.log(10))
 
 
+def _script_losses(losses: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next run()'s training loss at step s equal ``losses[s]`` (the real loss times
+    zero plus the value, so backward still runs through the model)."""
+    real_build = experiments.train.build
+
+    def build_scripted(cfg):
+        parts = real_build(cfg)
+        real_loss = parts.task.training_loss
+
+        def training_loss(model, batch, step):
+            return real_loss(model, batch, step) * 0 + losses[step]
+
+        parts.task.training_loss = training_loss
+        return parts
+
+    monkeypatch.setattr(experiments.train, "build", build_scripted)
+
+
+@pytest.mark.parametrize(
+    ("losses", "factor", "status", "diverged_step"),
+    [
+        ([2.0, 5.9, 6.0, 5.0], "3", "completed", None),  # up to factor x first: not diverged
+        ([2.0, 5.0, 6.5, 1.0], "3", "diverged", 3),  # just above it, later recovering
+        ([2.0, 5.0, 6.5, 1.0], "4", "completed", None),
+        ([2.0, 9.0, 100.0, 1.0], "null", "completed", None),  # the check switched off
+    ],
+)
+def test_divergence_is_a_finite_loss_above_factor_times_the_first(
+    losses, factor, status, diverged_step, tiny_config, tmp_path, monkeypatch
+):
+    _script_losses(losses, monkeypatch)
+    cfg = tiny_config("trainer.log_every=1", f"trainer.divergence_factor={factor}")
+    assert run(cfg, tmp_path) == status
+    summary = RunDir(tmp_path).read_summary()
+    assert (summary["status"], summary["diverged_step"]) == (status, diverged_step)
+    logged = [float(r["train_loss"]) for r in read_csv(RunDir(tmp_path).metrics)]
+    assert logged == pytest.approx(losses[: diverged_step or len(losses)])
+
+
 def test_time_budget_stops_training_and_completes(tiny_config, tmp_path):
     assert run(tiny_config("trainer.max_time_s=1e-9"), tmp_path) == "completed"
     summary = RunDir(tmp_path).read_summary()
