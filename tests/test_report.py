@@ -26,7 +26,7 @@ from experiments.report.groups import group_runs, select
 from experiments.report.published import PUBLISHED_DIR, TAGS, available, load, parse
 from experiments.report.runs import ReportError, Run, find_runs
 from experiments.report.settings import from_config
-from experiments.report.stats import converged, group_frame
+from experiments.report.stats import converged, group_frame, run_stats
 from experiments.report.tables import compare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -419,6 +419,28 @@ def _with_test_error(run: Run, errors: list[float]) -> Run:
         {"step": 1, "epoch": 1, "time_s": 1.0, "split": "test", "loss": 1.0, "error": errors}
     )
     return run
+
+
+def test_run_stats_take_the_last_and_the_lowest_validation_value():
+    run = _run({"activation.name": "elu"}, losses=[2.0, 1.5, 1.2], times=[0.0, 4.0, 9.5])
+    run.evals = pd.DataFrame(
+        {
+            "step": [1, 2, 3, 3],
+            "epoch": [1, 2, 3, 3],
+            "time_s": 1.0,
+            "split": ["val", "val", "val", "test"],
+            "loss": 1.0,
+            "error": [0.5, 0.3, 0.4, 0.35],
+        }
+    )
+    assert run_stats(run) == {
+        "final_val": 0.4,
+        "best_val": 0.3,
+        "final_test": 0.35,
+        "final_train_loss": 1.2,
+        "steps": 2,
+        "time_s": 9.5,
+    }
 
 
 def test_group_aggregates_are_mean_and_sample_std_of_completed_runs():
