@@ -265,6 +265,27 @@ def test_sigterm_checkpoints_and_resume_equals_an_unbroken_run(tiny_config, tmp_
     assert all(torch.equal(final[k], reference[k]) for k in reference)
 
 
+def test_resume_keeps_the_first_loss_and_the_open_logging_window(
+    tiny_config, tmp_path, monkeypatch
+):
+    """Cut after step 3 with rows every 2 steps: the row at step 4 still averages steps 3 and
+    4, and divergence is still judged against step 1's loss (2.0), not the first loss after
+    the resume (0.5, which would make 1.85 > 3 x 0.5 a divergence)."""
+    losses = [2.0, 1.0, 1.0, 0.5, 1.8, 1.9]
+    cfg = tiny_config("trainer.log_every=2", "trainer.max_steps=6", "trainer.divergence_factor=3")
+    _script_losses(losses, monkeypatch)
+    _signal_at(2, monkeypatch)
+    with pytest.raises(Interrupted):
+        run(cfg, tmp_path)
+    monkeypatch.undo()
+    _script_losses(losses, monkeypatch)
+    assert run(cfg, tmp_path) == "completed"
+    rundir = RunDir(tmp_path)
+    assert rundir.read_summary()["resumed_at_steps"] == [3]
+    rows = [(int(r["step"]), float(r["train_loss"])) for r in read_csv(rundir.metrics)]
+    assert rows == [(2, 1.5), (4, 0.75), (6, pytest.approx(1.85))]
+
+
 def test_finished_run_is_skipped_and_resume_false_starts_over(tiny_config, tmp_path, caplog):
     cfg = tiny_config()
     assert run(cfg, tmp_path) == "completed"
