@@ -133,6 +133,31 @@ def test_values_at_defaults_match_the_definition(name, backend_name):
     torch.testing.assert_close(y, expected, atol=1e-12, rtol=0)
 
 
+#: (unit, non-default parameters, the formula with them): every option must reach the formula.
+FORMULAS_WITH_PARAMS = [
+    ("elu", {"alpha": 0.5}, lambda x: x if x > 0 else 0.5 * math.expm1(x)),
+    ("lrelu", {"slope": 0.2}, lambda x: x if x >= 0 else 0.2 * x),
+    ("brelu", {"n": 2.0}, lambda x: min(max(x, 0.0), 2.0)),
+    ("prelu", {"init": 0.125}, lambda x: x if x >= 0 else 0.125 * x),  # exact in float32
+    ("rrelu", {"lower": 2.0, "upper": 4.0}, lambda x: x if x >= 0 else x / 3.0),
+    ("mpelu", {"alpha": 0.5, "beta": 2.0}, lambda x: x if x > 0 else 0.5 * math.expm1(2 * x)),
+    ("tlu", {"alpha": 0.5}, lambda x: x if x >= 0 else 0.5 * math.tanh(x)),
+]
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "eager"])
+@pytest.mark.parametrize(
+    "name,params,formula", FORMULAS_WITH_PARAMS, ids=[c[0] for c in FORMULAS_WITH_PARAMS]
+)
+def test_values_with_parameters_match_the_definition(name, params, formula, backend_name):
+    unit = activations.build(name, num_channels=1, **params).double().eval()
+    x = torch.tensor(XS, dtype=torch.float64).view(-1, 1)
+    with activations.use_backend(backend_name):
+        y = unit(x).view(-1)
+    expected = torch.tensor([formula(v) for v in XS], dtype=torch.float64)
+    torch.testing.assert_close(y, expected, atol=1e-12, rtol=0)
+
+
 def test_crelu_values_and_shapes():
     x = torch.tensor(XS, dtype=torch.float64).view(-1, 1)
     y = activations.build("crelu")(x)
