@@ -103,6 +103,25 @@ def test_multistep_counts_epochs_as_steps():
     assert [schedule(s) for s in (0, 19, 20, 34, 35)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
 
 
+def test_multistep_lr_reaches_every_group_at_each_milestone(tiny_config, tmp_path):
+    """Each step's lr is base x gamma^(milestones passed), per group, never compounded on the
+    previous lr; metrics.csv logs the lr the logged step ran with."""
+    cfg = tiny_config(
+        "schedule=multistep",
+        "schedule.milestones=[1,2]",
+        "trainer.log_every=1",
+        "activation=prelu",
+        "optimizer.lr=0.1",
+        "optimizer.act_lr_mult=5",
+    )
+    assert run(cfg, tmp_path) == "completed"
+    logged = [float(r["lr"]) for r in read_csv(RunDir(tmp_path).metrics)]
+    assert logged == pytest.approx([0.1, 0.01, 0.001, 0.001])
+    final = torch.load(RunDir(tmp_path).checkpoint, weights_only=True)["optimizer"]
+    lrs = sorted(g["lr"] for g in final["param_groups"])
+    assert lrs == pytest.approx([0.001, 0.001, 0.005])
+
+
 def test_exponential_matches_char_rnn_decay():
     """train.lua: after iteration i (from 1), if i % ntrain == 0 and i / ntrain >= decay_after,
     lr *= decay; iteration i uses the rate set before it, i.e. our step i - 1."""
