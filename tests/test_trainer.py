@@ -169,6 +169,7 @@ def test_gradient_clipping_bounds_one_sgd_update(tiny_config, tmp_path):
     by_norm = update("norm", "trainer.grad_clip_norm=1e-3")
     assert free.abs().max() > 1e-3 and free.norm() > 1e-2
     assert by_value.abs().max() <= 1e-4 * 1.001  # float32 differences of O(1) weights
+    torch.testing.assert_close(by_value, free.clamp(-1e-4, 1e-4), atol=1e-6, rtol=0)
     assert by_norm.norm() == pytest.approx(1e-3, rel=1e-3)
     logged = float(read_csv(RunDir(tmp_path / "free").metrics)[0]["grad_norm"])
     assert logged == pytest.approx(free.norm().item(), rel=1e-4)
@@ -219,6 +220,8 @@ def _script_losses(losses: list[float], monkeypatch: pytest.MonkeyPatch) -> None
         ([2.0, 5.0, 6.5, 1.0], "3", "diverged", 3),  # just above it, later recovering
         ([2.0, 5.0, 6.5, 1.0], "4", "completed", None),
         ([2.0, 9.0, 100.0, 1.0], "null", "completed", None),  # the check switched off
+        ([2.0, math.inf, 1.0, 1.0], "null", "diverged", 2),  # but never for inf or NaN
+        ([2.0, math.nan, 1.0, 1.0], "null", "diverged", 2),
     ],
 )
 def test_divergence_is_a_finite_loss_above_factor_times_the_first(
@@ -230,7 +233,7 @@ def test_divergence_is_a_finite_loss_above_factor_times_the_first(
     summary = RunDir(tmp_path).read_summary()
     assert (summary["status"], summary["diverged_step"]) == (status, diverged_step)
     logged = [float(r["train_loss"]) for r in read_csv(RunDir(tmp_path).metrics)]
-    assert logged == pytest.approx(losses[: diverged_step or len(losses)])
+    assert logged == pytest.approx(losses[: diverged_step or len(losses)], nan_ok=True)
 
 
 def test_time_budget_stops_training_and_completes(tiny_config, tmp_path):
