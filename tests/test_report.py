@@ -463,6 +463,32 @@ def test_group_aggregates_are_mean_and_sample_std_of_completed_runs():
         assert row[f"{stat}_n"] == 3
 
 
+def test_an_outcome_claim_needs_every_finished_run_of_a_group():
+    """Two seeds of relu: one diverged, one converged. Neither outcome holds for the group."""
+    runs = [
+        _run({"activation.name": "relu", "seed": 0}, status="diverged", losses=[2.0, math.nan]),
+        _run({"activation.name": "relu", "seed": 1}, losses=[2.0, 1.0]),
+    ]
+    groups = group_runs(runs)[0]
+    for outcome in ("diverges", "converges"):
+        verdict = judge(parse_claim({"text": "t", outcome: ["relu"]}), groups, "error")
+        assert verdict.verdict == "did not hold"
+        assert "1/2" in verdict.measured
+
+
+def test_an_order_claim_on_tied_means_did_not_hold():
+    """The claim is a strict order: equal means (1.25 each) do not hold it either way."""
+    runs = [
+        _run({"activation.name": name, "seed": s}, losses=[3.0, loss])
+        for name, values in (("elu", [1.0, 1.5]), ("relu", [1.5, 1.0]))
+        for s, loss in enumerate(values)
+    ]
+    groups = group_runs(runs)[0]
+    for order in (["elu", "relu"], ["relu", "elu"]):
+        claim = parse_claim({"text": "t", "order": order, "metric": "final_train_loss"})
+        assert judge(claim, groups, "error").verdict == "did not hold"
+
+
 @pytest.mark.parametrize(("worse", "note"), [([1.5, 1.7], "overlap"), ([2.0, 2.2], "separated")])
 def test_order_claims_note_whether_mean_plus_minus_std_overlap(worse, note):
     """elu 1.2 ± 0.28 against relu 1.6 ± 0.14 overlap (1.48 >= 1.46); against 2.1 ± 0.14 not."""
