@@ -82,15 +82,15 @@ def load_mutants(path: Path) -> list[Mutant]:
     mutants, seen = [], set()
     for i, item in enumerate(raw["mutants"]):
         missing = [k for k in ("id", "area", "file", "original", "mutated") if k not in item]
-        if missing or item["area"] not in areas or item["id"] in seen:
-            problem = (
-                f"lacks {', '.join(missing)}"
-                if missing
-                else f"area {item['area']!r} is not one of: {', '.join(areas)}"
-                if item["area"] not in areas
-                else f"repeats id {item['id']!r}"
+        if missing:
+            raise SystemExit(f"error: {path}: mutant {i} lacks {', '.join(missing)}")
+        if item["area"] not in areas:
+            raise SystemExit(
+                f"error: {path}: mutant {item['id']} has area {item['area']!r}; "
+                f"choose from: {', '.join(areas)}"
             )
-            raise SystemExit(f"error: {path}: mutant {i} {problem}")
+        if item["id"] in seen:
+            raise SystemExit(f"error: {path}: mutant id {item['id']!r} is used twice")
         if item["original"] == item["mutated"]:
             raise SystemExit(f"error: {path}: mutant {item['id']} changes nothing")
         seen.add(item["id"])
@@ -223,17 +223,15 @@ def tally(outcomes: list[Outcome]) -> dict[str, Tally]:
 
 def table(areas: dict[str, Tally]) -> str:
     """Markdown: per area killed / judged, score, stale, errors, minutes; then the total."""
+    total = Tally()
+    for t in areas.values():
+        for key in ("killed", "survived", "stale", "error", "seconds"):
+            setattr(total, key, getattr(total, key) + getattr(t, key))
     lines = [
         "| area | killed / total | score | survived | stale | error | minutes |",
         "|---|---|---|---|---|---|---|",
     ]
-    total = Tally()
-    for name, t in [*areas.items(), ("**all**", None)]:
-        if t is None:
-            t = total
-        else:
-            for key in ("killed", "survived", "stale", "error", "seconds"):
-                setattr(total, key, getattr(total, key) + getattr(t, key))
+    for name, t in [*areas.items(), ("**all**", total)]:
         score = f"{100 * t.killed / t.judged:.0f}%" if t.judged else "-"
         lines.append(
             f"| {name} | {t.killed} / {t.judged} | {score} | {t.survived} | {t.stale} | "
