@@ -231,23 +231,22 @@ def test_weight_layers_and_their_hooks() -> None:
 
 
 def test_lsuv_init_reaches_every_weight_layer() -> None:
-    """Afterwards every weight layer's output on the probe has variance within tol of 1
-    (measured here with hooks of our own, the whole sequence pooled), and training mode is
-    back on."""
+    """Afterwards every weight layer's output on the probe (every batch LSUV draws) has
+    variance within tol of 1, measured here with hooks of our own, the whole sequence pooled."""
     torch.manual_seed(0)
-    model = chargru(6, hidden_size=8, num_layers=2, dropout=0.3)
+    model = chargru(6, hidden_size=8, num_layers=2)
     probe = torch.randint(6, (10, 4))
-    initialize(model, "lsuv", probe=probe, tol=0.1, max_iter=20)
+    initialize(model, "lsuv", batches=lambda i: probe, tol=0.1, max_iter=20)
     assert model.training
     outputs: dict[int, torch.Tensor] = {}
     layers = [layer for layer, _ in model.weight_layers()]
     for i, layer in enumerate(layers):
         layer.register_forward_hook(lambda m, inputs, out, i=i: outputs.setdefault(i, out))
     with torch.no_grad():
-        model.eval()(probe)
+        model(probe)
     assert sorted(outputs) == list(range(len(layers)))
     variances = [outputs[i].var(correction=0).item() for i in range(len(layers))]
-    assert all(abs(v - 1) < 0.1 for v in variances), variances
+    assert all(abs(v - 1) <= 0.1 for v in variances), variances
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
