@@ -98,9 +98,12 @@ class MPELU(Activation):
         return fused.mpelu(x, self.alpha, self.beta, self.channel_dim)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """Plain-autograd twin (exp taken of min(x, 0), as the authors' code does)."""
+        """Plain-autograd twin (exp taken of min(x, 0), as the authors' code does). The min is
+        a ``where`` because ``clamp``'s gradient at x = 0 is 0, which would make the slope there
+        0 instead of the Caffe layer's alpha * beta (x <= 0 takes the exponential branch)."""
         a, b = self.per_channel(self.alpha, x), self.per_channel(self.beta, x)
-        return torch.where(x > 0, x, a * (torch.exp(b * x.clamp(max=0)) - 1)).to(x.dtype)
+        negative = torch.where(x > 0, 0.0, x)
+        return torch.where(x > 0, x, a * (torch.exp(b * negative) - 1)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from experiments.rundir import RunDir, read_csv
 
@@ -156,7 +157,10 @@ def test_quickstart_leaves_run_directories_as_designed(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     runs = [p for p in (tmp_path / "results" / "quickstart").iterdir() if (p / ".hydra").is_dir()]
-    assert len(runs) >= 3
+    preset = yaml.safe_load((ROOT / "configs" / "experiment" / "quickstart.yaml").read_text())
+    units = preset["hydra"]["sweeper"]["params"]["activation"].split(",")
+    ran = [yaml.safe_load((r / ".hydra" / "config.yaml").read_text()) for r in runs]
+    assert sorted(cfg["activation"]["name"] for cfg in ran) == sorted(units)  # one run per unit
     for run in runs:
         files = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
         expected = {"metrics.csv", "eval.csv", "summary.json", "checkpoints/last.pt"}

@@ -106,11 +106,19 @@ def test_taylor_counts_fan_in_by_default():
     assert_std(model.conv.weight, math.sqrt(2 / (FAN_IN * (1 + 0.5**2))))
 
 
-@pytest.mark.skipif("mpelu" not in activations.names(), reason="mpelu is not registered yet")
-def test_taylor_with_the_library_mpelu():
-    model = OneLayer(activations.build("mpelu", 128, alpha=1.0, beta=1.0))
-    initialize(model, "taylor")
-    assert_std(model.conv.weight, math.sqrt(1 / FAN_IN))
+@pytest.mark.parametrize(
+    ("name", "params", "init", "slope"),
+    [
+        ("mpelu", {"alpha": 1.0, "beta": 1.0}, "taylor", 1.0),
+        ("mpelu", {"alpha": 0.25, "beta": 2.0}, "taylor", 0.5),  # alpha * beta, not alpha
+        ("prelu", {"init": 0.5}, "he_fan_in", 0.5),
+        ("rrelu", {"lower": 3.0, "upper": 8.0}, "he_fan_in", 2 / 11),  # its evaluation slope
+    ],
+)
+def test_inits_take_the_slope_of_the_library_unit(name, params, init, slope):
+    model = OneLayer(activations.build(name, 128, **params))
+    initialize(model, init)
+    assert_std(model.conv.weight, math.sqrt(2 / (FAN_IN * (1 + slope**2))))
 
 
 def test_xavier_is_glorot_uniform():

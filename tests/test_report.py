@@ -7,6 +7,7 @@ import json
 import math
 import re
 import runpy
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from experiments.report.groups import group_runs, select
 from experiments.report.published import PUBLISHED_DIR, TAGS, available, load, parse
 from experiments.report.runs import ReportError, Run, find_runs
 from experiments.report.settings import from_config
+from experiments.report.stats import converged, group_frame, run_stats
 from experiments.report.tables import compare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -465,11 +467,105 @@ def test_a_classifier_that_sank_to_chance_did_not_converge():
     )
 
 
+@pytest.mark.parametrize(("last", "learned"), [(2.31, False), (2.29, False), (2.27, True)])
+def test_a_classifier_converged_only_a_margin_below_chance(last, learned):
+    """ln 10 = 2.3026; a loss just under it (2.29) is still chance, 1% under (2.2796) is not."""
+    run = _run({"activation.name": "elu"}, losses=[2.6, last])
+    run.summary["data"] = {"num_classes": 10}
+    assert converged(run) == learned
+
+
 def _with_test_error(run: Run, errors: list[float]) -> Run:
     run.evals = pd.DataFrame(
         {"step": 1, "epoch": 1, "time_s": 1.0, "split": "test", "loss": 1.0, "error": errors}
     )
     return run
+
+
+def test_run_stats_take_the_last_and_the_lowest_validation_value():
+    run = _run({"activation.name": "elu"}, losses=[2.0, 1.5, 1.2], times=[0.0, 4.0, 9.5])
+    run.evals = pd.DataFrame(
+        {
+            "step": [1, 2, 3, 3],
+            "epoch": [1, 2, 3, 3],
+            "time_s": 1.0,
+            "split": ["val", "val", "val", "test"],
+            "loss": 1.0,
+            "error": [0.5, 0.3, 0.4, 0.35],
+        }
+    )
+    assert run_stats(run) == {
+        "final_val": 0.4,
+        "best_val": 0.3,
+        "final_test": 0.35,
+        "final_train_loss": 1.2,
+        "steps": 2,
+        "time_s": 9.5,
+    }
+
+
+def test_group_aggregates_are_mean_and_sample_std_of_completed_runs():
+    """Three skewed seeds (mean and median differ), and a diverged run that must not count."""
+    errors, losses = [0.10, 0.12, 0.50], [1.0, 1.1, 1.9]
+    runs = [
+        _with_test_error(_run({"activation.name": "elu", "seed": s}, losses=[2.0, loss]), [e])
+        for s, (e, loss) in enumerate(zip(errors, losses, strict=True))
+    ]
+    runs.append(
+        _with_test_error(
+            _run({"activation.name": "elu", "seed": 9}, "diverged", [2.0, math.nan]), [0.9]
+        )
+    )
+    row = group_frame(group_runs(runs)[0]).iloc[0]
+    assert (row["runs"], row["completed"], row["diverged"]) == (4, 3, 1)
+    for stat, values in (("final_test", errors), ("final_train_loss", losses)):
+        assert row[f"{stat}_mean"] == pytest.approx(statistics.mean(values))
+        assert row[f"{stat}_std"] == pytest.approx(statistics.stdev(values))
+        assert row[f"{stat}_n"] == 3
+
+
+def test_an_outcome_claim_needs_every_finished_run_of_a_group():
+    """Two seeds of relu: one diverged, one converged. Neither outcome holds for the group."""
+    runs = [
+        _run({"activation.name": "relu", "seed": 0}, status="diverged", losses=[2.0, math.nan]),
+        _run({"activation.name": "relu", "seed": 1}, losses=[2.0, 1.0]),
+    ]
+    groups = group_runs(runs)[0]
+    for outcome in ("diverges", "converges"):
+        verdict = judge(parse_claim({"text": "t", outcome: ["relu"]}), groups, "error")
+        assert verdict.verdict == "did not hold"
+        assert "1/2" in verdict.measured
+
+
+def test_an_order_claim_on_tied_means_did_not_hold():
+    """The claim is a strict order: equal means (1.25 each) do not hold it either way."""
+    runs = [
+        _run({"activation.name": name, "seed": s}, losses=[3.0, loss])
+        for name, values in (("elu", [1.0, 1.5]), ("relu", [1.5, 1.0]))
+        for s, loss in enumerate(values)
+    ]
+    groups = group_runs(runs)[0]
+    for order in (["elu", "relu"], ["relu", "elu"]):
+        claim = parse_claim({"text": "t", "order": order, "metric": "final_train_loss"})
+        assert judge(claim, groups, "error").verdict == "did not hold"
+
+
+@pytest.mark.parametrize(("worse", "note"), [([1.5, 1.7], "overlap"), ([2.0, 2.2], "separated")])
+def test_order_claims_note_whether_mean_plus_minus_std_overlap(worse, note):
+    """elu 1.2 ± 0.28 against relu 1.6 ± 0.14 overlap (1.48 >= 1.46); against 2.1 ± 0.14 not."""
+    runs = [
+        _run({"activation.name": name, "seed": s}, losses=[3.0, loss])
+        for name, values in (("elu", [1.0, 1.4]), ("relu", worse))
+        for s, loss in enumerate(values)
+    ]
+    claim = parse_claim({"text": "t", "order": ["elu", "relu"], "metric": "final_train_loss"})
+    verdict = judge(claim, group_runs(runs)[0], "error")
+    assert verdict.verdict == "held"
+    expected = {
+        "overlap": "mean ± std overlap between elu and relu",
+        "separated": "neighbouring groups separated by more than their std",
+    }[note]
+    assert verdict.notes == [expected]
 
 
 def test_published_values_meet_only_the_same_setup():
