@@ -16,6 +16,7 @@ stopping a sweep.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -32,13 +33,23 @@ from omegaconf import DictConfig, OmegaConf
 from experiments import checkpoint
 from experiments.config import ConfigError, describe_error, validate
 from experiments.rundir import FINAL_STATUSES, RunDir, atomic_write_text
-from experiments.trainer import Interrupted, Trainer, build
+from experiments.runlog import run_log
+from experiments.trainer import Interrupted, Trainer, build, planned_steps
 
 log = logging.getLogger("actlab")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 #: config keys (and subtrees) that may differ when resuming: they do not change what is computed.
-RESUME_MAY_CHANGE = ("trainer.resume", "trainer.diagnostics", "paths", "report")
+#: A larger budget (max_steps, max_epochs, max_time_s) continues a run: see _extends.
+RESUME_MAY_CHANGE = (
+    "trainer.resume",
+    "trainer.diagnostics",
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "trainer.max_time_s",
+    "paths",
+    "report",
+)
 
 
 class RunFailed(RuntimeError):
@@ -61,15 +72,22 @@ def run(
     """
     validate(cfg)
     rundir = RunDir(run_dir)
-    with rundir.lock():
+    with rundir.lock(), contextlib.ExitStack() as stack:
         rundir.remove_temporaries()
+        aside = rundir.set_aside() if not cfg.trainer.resume else None
+        stack.enter_context(run_log(rundir))
+        if aside is not None:  # said once the new log is open, so it records it too
+            log.warning(
+                "%s: trainer.resume=false: the earlier run was moved to %s", rundir.path, aside
+            )
         previous = rundir.read_summary()
-        resume = cfg.trainer.resume and previous is not None
+        resume = previous is not None
         if resume:
             _check_same_config(rundir, cfg)
-            if previous["status"] in FINAL_STATUSES:
+            if previous["status"] in FINAL_STATUSES and not _extends(previous, cfg):
                 log.info(
-                    "%s: already %s at step %d; nothing to do (trainer.resume=false starts over)",
+                    "%s: already %s at step %d; nothing to do (raise trainer.max_steps to "
+                    "continue it; trainer.resume=false starts over, keeping this one aside)",
                     rundir.path,
                     previous["status"],
                     previous["step"],
@@ -94,6 +112,22 @@ def run(
             log.exception("[%s] failed at step %d", cfg.run_name, trainer.step)
             trainer.fail(err)
             return "failed"
+
+
+def _extends(previous: Mapping[str, Any], cfg: DictConfig) -> bool:
+    """A completed run whose budget was raised (max_steps / max_epochs) continues from its last
+    checkpoint; a diverged one stays as it is."""
+    if previous["status"] != "completed" or previous.get("stop_reason") == "max_time_s":
+        return False
+    budget = planned_steps(
+        cfg.trainer.max_steps, cfg.trainer.max_epochs, previous["steps_per_epoch"]
+    )
+    if budget <= previous["step"]:
+        return False
+    log.info(
+        "%s: completed at step %d; continuing to step %d", cfg.run_name, previous["step"], budget
+    )
+    return True
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

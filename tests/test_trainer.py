@@ -17,6 +17,7 @@ from conftest import TINY_PLAINNET
 
 import activations
 import experiments.train
+import experiments.trainer
 from experiments import checkpoint
 from experiments.config import ConfigError, describe_error, validate
 from experiments.optim import build_schedule
@@ -235,9 +236,58 @@ def test_finished_run_is_skipped_and_resume_false_starts_over(tiny_config, tmp_p
         assert run(cfg, tmp_path) == "completed"
     assert "already completed at step 4; nothing to do" in caplog.text
     assert ckpt.stat().st_mtime_ns == stamp
-    assert run(tiny_config("trainer.resume=false"), tmp_path) == "completed"
+    first = RunDir(tmp_path).summary.read_text()
+    with caplog.at_level("INFO", logger="actlab"):
+        assert run(tiny_config("trainer.resume=false"), tmp_path) == "completed"
     assert ckpt.stat().st_mtime_ns != stamp
     assert [r["step"] for r in read_csv(RunDir(tmp_path).metrics)] == ["2", "4"]
+    # the replaced run is kept whole beside the new one, and one line says where
+    (aside,) = tmp_path.parent.glob(f"{tmp_path.name}.replaced-*")
+    assert (aside / "summary.json").read_text() == first
+    assert (aside / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    assert {"metrics.csv", "eval.csv", ".hydra", "train.log"} <= {p.name for p in aside.iterdir()}
+    moved = [r for r in caplog.records if "moved to" in r.getMessage()]
+    assert len(moved) == 1 and str(aside) in moved[0].getMessage()
+    assert "moved to" in RunDir(tmp_path).log.read_text()
+
+
+def test_a_completed_run_extends_to_a_larger_budget(tiny_config, tmp_path):
+    """Raising max_steps continues from the last checkpoint: the same rows and weights as a
+    run given the larger budget from the start (deterministic mode, constant schedule)."""
+    six = ("trainer.max_steps=6", "trainer.deterministic=true", "activation=rrelu")
+    assert run(tiny_config(*six), tmp_path / "unbroken") == "completed"
+    assert run(tiny_config(*six, "trainer.max_steps=4"), tmp_path / "extended") == "completed"
+    extended = RunDir(tmp_path / "extended")
+    assert run(tiny_config(*six), extended.path) == "completed"
+    summary = extended.read_summary()
+    assert (summary["step"], summary["total_steps"], summary["resumed_at_steps"]) == (6, 6, [4])
+    unbroken = RunDir(tmp_path / "unbroken")
+    assert _rows(extended.metrics) == _rows(unbroken.metrics)
+    # the first budget's end was evaluated on val (kept) and test (replaced by step 6's)
+    assert [(r["step"], r["split"]) for r in read_csv(extended.eval)] == [
+        ("4", "val"),
+        ("6", "val"),
+        ("6", "test"),
+    ]
+    final, reference = _weights(extended.checkpoint), _weights(unbroken.checkpoint)
+    assert all(torch.equal(final[k], reference[k]) for k in reference)
+    # a smaller budget than the steps done changes nothing
+    assert run(tiny_config(*six, "trainer.max_steps=5"), extended.path) == "completed"
+    assert extended.read_summary()["step"] == 6
+
+
+def test_train_log_holds_every_line_and_the_traceback(tiny_config, tmp_path, monkeypatch):
+    assert run(tiny_config(), tmp_path / "ok") == "completed"
+    text = RunDir(tmp_path / "ok").log.read_text()
+    assert "step 4/4" in text and "test at step 4" in text
+
+    def crash(self, step):
+        raise ZeroDivisionError("boom in the loop")
+
+    monkeypatch.setattr(experiments.trainer.Trainer, "train_step", crash)
+    assert run(tiny_config(), tmp_path / "crash") == "failed"
+    text = RunDir(tmp_path / "crash").log.read_text()
+    assert "Traceback (most recent call last)" in text and "ZeroDivisionError: boom" in text
 
 
 def test_a_run_directory_refuses_a_different_config(tiny_config, tmp_path):

@@ -52,6 +52,8 @@ def report_unfinished_sweeps() -> None:
 
 
 def _write(config: DictConfig) -> None:
+    if config.hydra.sweeper.get("dry_run"):  # hydra.sweeper.dry_run=true: nothing ran
+        return
     if not enabled(config.get("report")):
         log.info("report=false: no report written")
         return

@@ -18,6 +18,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from experiments.rundir import REPLACED
+
 log = logging.getLogger(__name__)
 
 #: every status summary.json may carry; only ``completed`` runs enter means and claims.
@@ -146,7 +148,12 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
         if not root.is_dir():
             raise ReportError(f"{root}: not a directory")
     found = sorted(
-        {s.parent.resolve() for root in roots for s in root.rglob("summary.json")},
+        {
+            s.parent.resolve()
+            for root in roots
+            for s in root.rglob("summary.json")
+            if REPLACED not in str(s.relative_to(root))  # runs set aside by resume=false
+        },
     )
     runs: list[Run] = []
     skipped: list[str] = []
