@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -83,20 +83,30 @@ def name_apart(
     return named
 
 
+def refused_jobs(refused: Sequence[Any], launched: int) -> Exception:
+    """One error for the jobs a sweep refused (bad value, missing data): the first job's own
+    error when it is the only one, else one line naming each."""
+    from experiments.config import describe_error
+
+    errors = [r._return_value for r in refused]
+    if len(errors) == 1:
+        return errors[0]
+    names = [
+        Path(str(OmegaConf.select(r.hydra_cfg, "hydra.runtime.output_dir"))).name for r in refused
+    ]
+    listed = "; ".join(f"[{n}] {describe_error(e)}" for n, e in zip(names, errors, strict=True))
+    return SweepError(f"{len(errors)} of {launched} jobs were refused: {listed}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Dry run
 
 
-def _parallel(master: DictConfig) -> int:
-    n_jobs = master.hydra.launcher.get("n_jobs")
-    if not n_jobs:
-        return 1
-    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
-
-
 def print_plan(configs: Sequence[DictConfig], master: DictConfig | None) -> None:
     """The dry run's table: one line per job, then the count and the total estimate."""
-    parallel = _parallel(master) if master is not None else 1
+    from experiments.trainer import parallel_jobs
+
+    parallel = parallel_jobs(master.hydra.launcher.get("n_jobs")) if master is not None else 1
     speeds: dict[str, float | str] = {}
     rows = []
     total = 0.0
@@ -175,12 +185,12 @@ def measure_step_seconds(cfg: DictConfig, parallel: int = 1) -> float | str:
 
     from experiments.config import describe_error, validate
     from experiments.rundir import RunDir
-    from experiments.trainer import Trainer, build
+    from experiments.trainer import Trainer, build, threads_for
 
     threads = torch.get_num_threads()
     try:
         validate(cfg)
-        torch.set_num_threads(cfg.trainer.threads or max(1, (os.cpu_count() or 1) // parallel))
+        torch.set_num_threads(cfg.trainer.threads or threads_for(parallel))
         parts = build(cfg)
         with tempfile.TemporaryDirectory() as scratch:
             trainer = Trainer(parts, cfg, RunDir(scratch))

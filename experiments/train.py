@@ -17,8 +17,10 @@ stopping a sweep.
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,11 +36,20 @@ from experiments import checkpoint
 from experiments.config import ConfigError, describe_error, validate
 from experiments.rundir import FINAL_STATUSES, RunDir, atomic_write_text
 from experiments.runlog import run_log
-from experiments.trainer import Interrupted, Trainer, build, planned_steps
+from experiments.trainer import (
+    Interrupted,
+    Trainer,
+    build,
+    parallel_jobs,
+    planned_steps,
+    threads_for,
+)
 
 log = logging.getLogger("actlab")
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: The config tree, package data of ``experiments`` (a link to the checkout's configs/), so an
+#: installed wheel runs from any directory.
+CONFIG_DIR = Path(str(importlib.resources.files("experiments") / "configs"))
 #: config keys (and subtrees) that may differ when resuming: they do not change what is computed.
 #: A larger budget (max_steps, max_epochs, max_time_s) continues a run: see _extends.
 RESUME_MAY_CHANGE = (
@@ -47,6 +58,7 @@ RESUME_MAY_CHANGE = (
     "trainer.max_steps",
     "trainer.max_epochs",
     "trainer.max_time_s",
+    "logger",
     "paths",
     "report",
 )
@@ -93,8 +105,7 @@ def run(
                     previous["step"],
                 )
                 return previous["status"]
-        if cfg.trainer.threads or threads:
-            torch.set_num_threads(cfg.trainer.threads or threads)
+        torch.set_num_threads(cfg.trainer.threads or threads or threads_for(1))
         parts = build(cfg)
         state = None
         if resume and rundir.checkpoint.exists():
@@ -145,15 +156,27 @@ def _check_same_config(rundir: RunDir, cfg: DictConfig) -> None:
         return
     saved = _flat(OmegaConf.to_container(OmegaConf.load(rundir.config)))
     now = _flat(OmegaConf.to_container(cfg, resolve=True))
-    for key in sorted(set(saved) | set(now)):
-        if any(key == k or key.startswith(f"{k}.") for k in RESUME_MAY_CHANGE):
-            continue
-        if saved.get(key, "<unset>") != now.get(key, "<unset>"):
-            raise ConfigError(
-                f"{rundir.path} holds a run with {key}={saved.get(key, '<unset>')!r}, not "
-                f"{now.get(key, '<unset>')!r}; give this run another run_name, or pass "
-                "trainer.resume=false to replace it"
-            )
+    differ = [
+        key
+        for key in sorted(set(saved) | set(now))
+        if not any(key == k or key.startswith(f"{k}.") for k in RESUME_MAY_CHANGE)
+        and saved.get(key, "<unset>") != now.get(key, "<unset>")
+    ]
+    if differ:
+        key = _telling(differ, saved, now)
+        others = f" (and {len(differ) - 1} more key(s))" if len(differ) > 1 else ""
+        raise ConfigError(
+            f"{rundir.path} holds a run with {key}={saved.get(key, '<unset>')!r}, not "
+            f"{now.get(key, '<unset>')!r}{others}; give this run another run_name, or pass "
+            "trainer.resume=false to set that run aside and start over"
+        )
+
+
+def _telling(keys: list[str], saved: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """The key to name first: a group choice (``init.name``) over a key that only one of the
+    two configs has (``init.mode`` exists for taylor, not for he_fan_in)."""
+    both = [k for k in keys if k in saved and k in now]
+    return next((k for k in both if k.endswith(".name")), (both or keys)[0])
 
 
 def _save_config(rundir: RunDir, cfg: DictConfig, hydra_files: Mapping[str, Any]) -> None:
@@ -163,14 +186,11 @@ def _save_config(rundir: RunDir, cfg: DictConfig, hydra_files: Mapping[str, Any]
         atomic_write_text(rundir.config.parent / name, OmegaConf.to_yaml(node))
 
 
-def _threads_per_job(hydra_cfg: DictConfig) -> int | None:
-    """CPU threads per job when a launcher runs ``n_jobs`` jobs at once (joblib)."""
+def _threads_per_job(hydra_cfg: DictConfig) -> int:
+    """CPU threads per job, by one rule under every launcher: the cores this process may use,
+    shared by the jobs the launcher runs at once (``n_jobs`` under joblib, else one)."""
     n_jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.mode == RunMode.MULTIRUN else None
-    if not n_jobs:
-        return None
-    cores = os.cpu_count() or 1
-    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
-    return max(1, cores // parallel)
+    return threads_for(parallel_jobs(n_jobs))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
@@ -192,8 +212,7 @@ def _hydra_task(cfg: DictConfig) -> None:
         raise SystemExit(128 + stop.signum) from None
     except Exception as err:
         RunDir(run_dir).remove_if_empty(up_to=Path(cfg.paths.results_dir))
-        if multirun:  # Hydra runs the other jobs, then raises the first error to main()
-            log.error("[%s] %s", run_dir.name, describe_error(err))
+        if multirun:  # the sweeper runs the other jobs, then raises the errors to main()
             raise
         _exit_with(err)
     if status == "failed" and not multirun:
@@ -218,7 +237,13 @@ def main() -> None:
     """Run the Hydra app, reporting errors in one line (HYDRA_FULL_ERROR=1 shows tracebacks)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        _hydra_task()
+        try:
+            _hydra_task()
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be handled
+    except BrokenPipeError:  # `--help | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as err:

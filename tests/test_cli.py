@@ -156,7 +156,8 @@ def test_quickstart_leaves_run_directories_as_designed(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     runs = [p for p in (tmp_path / "results" / "quickstart").iterdir() if (p / ".hydra").is_dir()]
-    assert len(runs) >= 3
+    units = ("relu", "lrelu", "prelu", "rrelu", "elu", "mpelu")  # configs/experiment/quickstart
+    assert sorted(r.name for r in runs) == sorted(f"{u}-nin-shapes-s0" for u in units)
     for run in runs:
         files = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
         expected = {"metrics.csv", "eval.csv", "summary.json", "checkpoints/last.pt"}

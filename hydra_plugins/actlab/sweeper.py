@@ -5,13 +5,15 @@ from the ``hydra_plugins`` namespace; configs/hydra/sweeper/actlab.yaml selects 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig
+from hydra.core.utils import JobStatus
+from omegaconf import DictConfig, OmegaConf
 
-from experiments.sweep import name_apart, print_plan, run_dir
+from experiments.sweep import name_apart, print_plan, refused_jobs, run_dir
 
 
 class Sweeper(BasicSweeper):
@@ -37,14 +39,32 @@ class Sweeper(BasicSweeper):
         return list(BasicSweeper.split_overrides_to_chunks(jobs, max_batch_size))
 
     def sweep(self, arguments: list[str]) -> Any:
-        if not self.dry_run:
-            return super().sweep(arguments)
-        assert self.hydra_context is not None
+        """BasicSweeper's loop, except that every refused job is named in the one error raised
+        at the end (Hydra's raises the first job's error alone)."""
+        assert self.hydra_context is not None and self.config is not None
+        assert self.launcher is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         params = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
-        jobs = [j for b in self.split_arguments(parser.parse_overrides(params), None) for j in b]
-        print_plan([self._compose(job) for job in jobs], self.config)
-        return []
+        self.overrides = self.split_arguments(parser.parse_overrides(params), self.max_batch_size)
+        if self.dry_run:
+            print_plan(
+                [self._compose(job) for batch in self.overrides for job in batch], self.config
+            )
+            return []
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        returns, refused, launched = [], [], 0
+        while not self.is_done():
+            batch = self.get_job_batch()
+            self.validate_batch_is_legal(batch)
+            results = self.launcher.launch(batch, initial_job_idx=launched)
+            launched += len(batch)
+            returns.append(results)
+            refused += [r for r in results if r.status == JobStatus.FAILED]
+        if refused:
+            raise refused_jobs(refused, launched)
+        return returns
 
     def _compose(self, job: Sequence[str]) -> DictConfig:
         assert self.hydra_context is not None and self.config is not None
