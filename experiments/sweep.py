@@ -70,7 +70,7 @@ def name_apart(
             first, second = group[:2]
             raise SweepError(
                 f"jobs {first} and {second} of this sweep are the same run ({dirs[first]}): "
-                f"remove the repeated value from {' '.join(jobs[first]) or 'the sweep'}"
+                "remove the value repeated in a swept key's list"
             )
         keys += [k for k in differ if k not in keys]
     keys = [k for k in order if k in keys]
