@@ -3,7 +3,10 @@
 Hydra composes the config and picks the run directory,
 ``${paths.results_dir}/${experiment_name}/${run_name}`` (no timestamps: the same command finds
 the same directory, which is how resume works). Before anything is written the config is
-validated, so a bad key or value fails in one line and leaves no run directory.
+validated, so a bad key or value fails in one line and leaves no run directory. Nothing is
+deleted: ``trainer.resume=false`` moves an earlier run aside (``RunDir.set_aside``), and a
+completed run given a larger budget continues from its checkpoint (``_extends``). Every log
+line of a run also goes to its train.log (experiments.runlog).
 
 Outcomes and exit status: ``completed``, ``diverged`` (a result, not a crash) and "already
 completed" exit 0. A run that crashes while training is recorded as ``failed`` in its
