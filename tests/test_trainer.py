@@ -41,8 +41,9 @@ def _rows(path: Path, drop: tuple[str, ...] = ("time_s",)) -> list[dict[str, str
 TINY_NIN_PARAMS = (
     (5 * 5 * 3 + 1) * 8 + 5 * (8 * 8 + 8) + (5 * 5 * 8 + 1) * 8 + (3 * 3 * 8 + 1) * 8 + 90
 )
-#: PReLU's per-channel slopes after those convs: eight of 8 channels and the 10 class maps.
-TINY_NIN_PRELU_SLOPES = 8 * 8 + 10
+#: PReLU's per-channel slopes after those convs: eight of 8 channels (the class maps have none:
+#: model.final_activation is false by default).
+TINY_NIN_PRELU_SLOPES = 8 * 8
 
 
 @pytest.mark.parametrize("model", ["nin", "plainnet"])
@@ -137,7 +138,7 @@ def test_gradient_clipping_bounds_one_sgd_update(tiny_config, tmp_path):
     """With plain SGD at lr 1 the first update is minus the (clipped) gradient, so clipping
     by value bounds every element and clipping by norm the whole update's norm; the logged
     grad_norm is the unclipped norm."""
-    plain = ("optimizer.lr=1", "optimizer.momentum=0", "optimizer.weight_decay=0")
+    plain = ("optimizer=sgd", "optimizer.lr=1", "optimizer.momentum=0", "optimizer.weight_decay=0")
     one_step = ("trainer.max_steps=1", "trainer.log_every=1", *plain)
     initial = build(tiny_config(*one_step)).model.state_dict()
 
@@ -291,9 +292,19 @@ def test_train_log_holds_every_line_and_the_traceback(tiny_config, tmp_path, mon
 
 
 def test_a_run_directory_refuses_a_different_config(tiny_config, tmp_path):
-    assert run(tiny_config(), tmp_path) == "completed"
+    assert run(tiny_config("optimizer.lr=0.1"), tmp_path) == "completed"
     with pytest.raises(ConfigError, match=r"optimizer.lr=0.1, not 0.05"):
         run(tiny_config("optimizer.lr=0.05"), tmp_path)
+
+
+def test_a_refusal_names_the_group_choice_not_a_key_only_one_side_has(tiny_config, tmp_path):
+    """he_fan_in has no init.mode and taylor has one; the line names init.name first."""
+    assert run(tiny_config("init=he_fan_in"), tmp_path) == "completed"
+    with pytest.raises(ConfigError) as refused:
+        run(tiny_config("init=taylor"), tmp_path)
+    message = str(refused.value)
+    assert "init.name='he_fan_in', not 'taylor' (and 1 more key(s))" in message
+    assert "<unset>" not in message
 
 
 def test_a_crash_is_recorded_as_failed(tiny_config, tmp_path, monkeypatch):
@@ -330,7 +341,10 @@ def test_a_crash_is_recorded_as_failed(tiny_config, tmp_path, monkeypatch):
         ("trainer.max_steps=-3", "trainer.max_steps=-3 is out of range; must be >= 1"),
         ("trainer.max_steps=null", "set trainer.max_steps or trainer.max_epochs"),
         ("+trainer.max_stpes=5", "unknown config key 'trainer.max_stpes'; did you mean"),
-        ("optimizer.momentum=1.5", "optimizer.momentum=1.5 is out of range; must be >= 0 and < 1"),
+        (
+            "optimizer=sgd optimizer.momentum=1.5",
+            "optimizer.momentum=1.5 is out of range; must be >= 0 and < 1",
+        ),
         ("schedule=multistep", None),
         ("schedule=multistep schedule.unit=epoch", "schedule.unit='epoch' is not allowed"),
         ("+model.widht=3", "unknown config key 'model.widht'; did you mean 'model.widths'?"),
