@@ -90,12 +90,27 @@ class TrainerConfig:
     grad_clip_value: float | None = field(default=None, metadata=_positive())
     log_grad_norm: bool = True
     divergence_factor: float | None = field(default=None, metadata=_range(1, low_open=True))
+    #: "window": the mean loss of each log window (Caffe replicas); "step": every iteration's
+    #: loss, as char-rnn's train.lua
+    divergence_check: str = field(default="window", metadata=_choices("window", "step"))
 
 
 @dataclass
 class PathsConfig:
     results_dir: str = "results"
     data_dir: str = "data"
+
+
+@dataclass
+class MultiplierRule:
+    """One Caffe ``param { lr_mult decay_mult }`` rule (experiments.optim): the parameters of
+    ``role`` (any if null) in ``layer`` (any if null; ``classifier``, an index into the model's
+    weight layers, or a module-name pattern) get these multipliers; null keeps the earlier."""
+
+    role: str | None = field(default=None, metadata=_choices("weight", "bias", "activation"))
+    layer: str | None = None
+    lr_mult: float | None = field(default=None, metadata=_range(0))
+    decay_mult: float | None = field(default=None, metadata=_range(0))
 
 
 @dataclass
@@ -108,6 +123,7 @@ class OptimizerConfig:
     act_lr_mult: float = field(default=1.0, metadata=_range(0))
     act_weight_decay_mult: float = field(default=1.0, metadata=_range(0))
     bias_weight_decay: bool = True
+    multipliers: list[MultiplierRule] = field(default_factory=list)
 
 
 @dataclass
@@ -214,6 +230,8 @@ def validate(cfg: DictConfig) -> None:
     for group in ("trainer", "paths", "optimizer", "schedule", "logger"):
         _check_schema_node(cfg[group], group)
     _check_trainer(cfg.trainer)
+    for i, rule in enumerate(cfg.optimizer.multipliers):
+        _check_schema_node(rule, f"optimizer.multipliers[{i}]")
     for group, parameters_of in _named_groups().items():
         _check_named_group(cfg[group], group, parameters_of)
 
@@ -306,7 +324,7 @@ def _named_groups() -> dict[str, Parameters]:
         "activation": _activation_parameters,
         "model": _builder_parameters(MODELS.get, fixed=("act", "num_outputs", "in_channels")),
         "dataset": _builder_parameters(DATASETS.get, fixed=("device", "seed", "data_dir")),
-        "init": _builder_parameters(inits.INITS.get, fixed=("model", "probe")),
+        "init": _builder_parameters(inits.INITS.get, fixed=("model", "batches")),
     }
 
 

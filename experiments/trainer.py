@@ -55,7 +55,13 @@ from experiments.data import build_task
 from experiments.denormals import flush_denormals
 from experiments.inits import initialize
 from experiments.models import build_model
-from experiments.optim import Schedule, build_optimizer, build_schedule, set_lr
+from experiments.optim import (
+    Schedule,
+    build_optimizer,
+    build_schedule,
+    describe_groups,
+    set_lr,
+)
 from experiments.rundir import (
     EVAL_COLUMNS,
     METRICS_COLUMNS,
@@ -173,7 +179,7 @@ def build(cfg: DictConfig) -> Components:
         **arch,
     ).to(device)
     init = options(cfg.init)
-    initialize(model, init.pop("name"), probe=task.probe_batch(), **init)
+    initialize(model, init.pop("name"), batches=lambda i: task.train_batch(i)[0], **init)
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     total = planned_steps(cfg.trainer.max_steps, cfg.trainer.max_epochs, task.steps_per_epoch)
@@ -305,6 +311,7 @@ class Trainer:
             "num_activation_params": sum(
                 p.numel() for p in activations.activation_parameters(model)
             ),
+            "param_groups": describe_groups(parts.optimizer),
             "device": str(parts.device),
             "device_name": (
                 torch.cuda.get_device_name(parts.device)
@@ -430,9 +437,14 @@ class Trainer:
             self._accumulate(loss, grad_norm)
             bar.update(1)
             at_end = step == parts.total_steps
+            per_step = cfg.divergence_check == "step"
+            if per_step and self._diverged(loss.item()):  # a sync per step, as char-rnn checks
+                self._log_window(bar)
+                log.warning("[%s] diverged at step %d (train loss %s)", self.label, step, loss)
+                return "diverged"
             if step % cfg.log_every == 0 or at_end:
                 mean = self._log_window(bar)
-                if self._diverged(mean):
+                if not per_step and self._diverged(mean):
                     log.warning("[%s] diverged at step %d (train loss %s)", self.label, step, mean)
                     return "diverged"
             if self.diagnostics_every and (step % self.diagnostics_every == 0 or at_end):
@@ -517,7 +529,8 @@ class Trainer:
         return mean
 
     def _diverged(self, mean: float) -> bool:
-        """NaN/inf, or above ``divergence_factor`` times the first step's loss."""
+        """NaN/inf, or above ``divergence_factor`` times the first step's loss (``mean`` is a
+        log window's mean loss, or one step's loss with ``divergence_check: step``)."""
         if not math.isfinite(mean):
             return True
         if isinstance(self.first_loss, torch.Tensor):

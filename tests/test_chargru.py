@@ -239,12 +239,12 @@ def test_lsuv_init_reaches_every_weight_layer() -> None:
     probe = torch.randint(6, (10, 4))
     layers = [layer for layer, _ in model.weight_layers()]
     before = [layer.weight.detach().clone() for layer in layers]
-    initialize(model, "lsuv", probe=probe, tol=0.1, max_iter=20)
+    initialize(model, "lsuv", batches=lambda i: probe, tol=0.1, max_iter=20)
     outputs: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(layers))}
     for index, layer in enumerate(layers):
         layer.register_forward_hook(lambda m, i, out, index=index: outputs[index].append(out))
     with torch.no_grad():
-        model.eval()(probe)
+        model(probe)  # train mode, as LSUV measured (no dropout in this net)
     assert len(layers) == 5
     for index, layer in enumerate(layers):
         assert not torch.equal(layer.weight, before[index]), f"layer {index} kept its weights"

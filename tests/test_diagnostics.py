@@ -53,7 +53,7 @@ def plainnet(unit: str, depth: int, task, width: int = 8):
         stage_convs=[1, 1],
         fc_widths=[width, width],
     )
-    initialize(model, "he_fan_in", probe=task.probe_batch())
+    initialize(model, "he_fan_in")
     return model
 
 

@@ -264,7 +264,9 @@ class TextTask:
     Training reads ``batch_size`` contiguous streams of the training split, ``seq_len`` steps
     at a time; batch k of an epoch is rows [k*S, (k+1)*S) of every stream, so a batch is a pure
     function of the step. The model's hidden state is carried (detached) from one batch to the
-    next, reset to zero at each epoch start, and part of ``state_dict`` for exact resumes.
+    next, reset to zero at each epoch start unless ``carry_across_epochs`` (char-rnn's train.lua
+    carries ``init_state_global`` across the wrap from the last batch to the first, :265,296),
+    and part of ``state_dict`` for exact resumes.
     Evaluation runs ``eval_batch_size`` streams over a whole split from a zero state.
     """
 
@@ -280,6 +282,7 @@ class TextTask:
         seq_len: int,
         val_frac: float,
         test_frac: float,
+        carry_across_epochs: bool = False,
     ) -> None:
         for key, value in (
             ("batch_size", batch_size),
@@ -293,6 +296,11 @@ class TextTask:
                 f"dataset.val_frac={val_frac!r}, test_frac={test_frac!r}: each must lie in "
                 "[0, 1) and their sum below 1"
             )
+        if not isinstance(carry_across_epochs, bool):
+            raise ValueError(
+                f"dataset.carry_across_epochs={carry_across_epochs!r} must be true or false"
+            )
+        self.carry_across_epochs = carry_across_epochs
         self.device = torch.device(device)
         self.seq_len = seq_len
         text = corpus.text
@@ -345,7 +353,7 @@ class TextTask:
         self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], step: int
     ) -> torch.Tensor:
         """Mean cross-entropy (nats per character); carries the hidden state to step + 1."""
-        if step % self.steps_per_epoch == 0:
+        if step == 0 or (step % self.steps_per_epoch == 0 and not self.carry_across_epochs):
             hidden = None
         elif self._hidden_step == step - 1:
             hidden = self._hidden
@@ -414,6 +422,7 @@ def linux(
     seq_len: int = 50,
     val_frac: float = 0.05,
     test_frac: float = 0.05,
+    carry_across_epochs: bool = False,
 ) -> TextTask:
     """char-rnn's batch 50 x seq 50; a contiguous 90/5/5 split (char-rnn: 95/5, no test).
 
@@ -429,4 +438,5 @@ def linux(
         seq_len=seq_len,
         val_frac=val_frac,
         test_frac=test_frac,
+        carry_across_epochs=carry_across_epochs,
     )
