@@ -52,7 +52,7 @@ def report_unfinished_sweeps() -> None:
 
 
 def _write(config: DictConfig) -> None:
-    if config.hydra.sweeper.get("dry_run"):  # hydra.sweeper.dry_run=true: nothing ran
+    if OmegaConf.select(config, "hydra.sweeper.dry_run", default=False):  # nothing ran
         return
     if not enabled(config.get("report")):
         log.info("report=false: no report written")
