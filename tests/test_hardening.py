@@ -37,12 +37,23 @@ HALFWAY = ("trainer.max_steps=8", "trainer.log_every=1", "trainer.eval_every=2")
 CHECKPOINTS = ("trainer.checkpoint_every=2",)
 
 
+def _row_with_text_loss(run: Path) -> str:
+    """A metrics.csv row for step 9 whose train_loss is text, whatever the columns are."""
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    row = ["9", *["1.0"] * (len(header) - 1)]
+    row[header.index("train_loss")] = "abc"
+    return ",".join(row)
+
+
 def _snapshot(root: Path) -> dict[str, str]:
-    """Every file under ``root`` with its content hash: "nothing changed" made checkable."""
+    """Every file under ``root`` with its content hash: "nothing changed" made checkable.
+
+    train.log is left out: it is append-only, and a refused attempt appends its own lines (the
+    record of the refusal); nothing written before them changes."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != "train.log"
     }
 
 
@@ -167,8 +178,9 @@ def test_missing_summary_never_clears_a_checkpoint(copy_of, tiny_config):
 def test_missing_saved_config_falls_back_to_the_checkpoints_copy(copy_of, tiny_config):
     rundir = copy_of()
     rundir.config.unlink()
+    lr = tiny_config(*HALFWAY, *CHECKPOINTS).optimizer.lr  # the run's, the default recipe's
     other_lr = tiny_config(*HALFWAY, *CHECKPOINTS, "optimizer.lr=0.05")
-    _refused(other_lr, rundir, f"{rundir.checkpoint} holds a run with optimizer.lr=0.1, not 0.05")
+    _refused(other_lr, rundir, f"{rundir.checkpoint} holds a run with optimizer.lr={lr}, not 0.05")
     _set_checkpoint(rundir, config=None)  # an older checkpoint: nothing left to check against
     _refused(other_lr, rundir, "keeps no copy of its config", "restore that file")
 
@@ -383,8 +395,7 @@ def test_a_malformed_run_is_skipped_in_one_line_each(good_run, tmp_path, capsys,
             (d / "summary.json").read_bytes().replace(b'"completed"', b'"compl\xffeted"')
         ),
         text_loss=lambda d: (d / "metrics.csv").write_text(
-            (d / "metrics.csv").read_text().replace(",0.1\n", ",0.1\n", 1).rstrip("\n")
-            + "\n9,0.6,1.0,abc,0.1,1.0\n"
+            (d / "metrics.csv").read_text().rstrip("\n") + "\n" + _row_with_text_loss(d) + "\n"
         ),
         python_tag=lambda d: _config_text(
             d, "seed: !!python/object/apply:os.system ['touch PWNED']\n"
