@@ -24,6 +24,12 @@ class PReLU(Activation):
     """x for x >= 0, a_c * x otherwise, a learned (He et al. 2015: init 0.25, channel-wise).
 
     Runs on torch's fused ``F.prelu``; ``weight`` holds a_c, shape (C,) or shared (1,).
+
+    ``clip`` is cxxnet's PReLU (dmlc/cxxnet 9c58c27 src/layer/prelu_layer-inl.hpp), which Xu et
+    al. 2015 ran: the forward uses the slope clipped to [0, 1] (``:134``) and so does the input
+    gradient (``:148``), while the slope's gradient is the unclipped sum of x * grad over x <= 0
+    (``:146``), so a slope pushed past a bound still moves and can come back (straight-through;
+    the exact derivative, 0 outside [0, 1], would freeze it for good under zero decay).
     """
 
     def __init__(
@@ -32,9 +38,11 @@ class PReLU(Activation):
         channel_dim: int = 1,
         init: float = 0.25,
         channelwise: bool = True,
+        clip: bool = False,
     ) -> None:
         super().__init__(num_channels, channel_dim)
         self.init = float(init)
+        self.clip = bool(clip)
         self.weight = nn.Parameter(self.channel_values(init, channelwise))
 
     @property
@@ -44,12 +52,15 @@ class PReLU(Activation):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.channels_in(x, self.weight)
         w = self.weight.to(x.dtype)
+        if self.clip:  # forward value clipped, gradient passed straight through (see above)
+            w = w + (w.clamp(0.0, 1.0) - w).detach()
         if self.channel_dim == 1 or x.dim() <= 2:
             return F.prelu(x, w)
         return F.prelu(x.movedim(-1, 1), w).movedim(1, -1)
 
     def extra_repr(self) -> str:
-        return f"init={self.init}, channels={self.weight.numel()}, {super().extra_repr()}"
+        clip = ", clip=[0, 1]" if self.clip else ""
+        return f"init={self.init}{clip}, channels={self.weight.numel()}, {super().extra_repr()}"
 
 
 @register("mpelu")
@@ -87,9 +98,12 @@ class MPELU(Activation):
         return fused.mpelu(x, self.alpha, self.beta, self.channel_dim)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """Plain-autograd twin (exp taken of min(x, 0), as the authors' code does)."""
+        """Plain-autograd twin (exp taken of min(x, 0), as the authors' code does). The min is
+        a ``where`` because ``clamp``'s gradient at x = 0 is 0, which would make the slope there
+        0 instead of the Caffe layer's alpha * beta (x <= 0 takes the exponential branch)."""
         a, b = self.per_channel(self.alpha, x), self.per_channel(self.beta, x)
-        return torch.where(x > 0, x, a * (torch.exp(b * x.clamp(max=0)) - 1)).to(x.dtype)
+        negative = torch.where(x > 0, 0.0, x)
+        return torch.where(x > 0, x, a * (torch.exp(b * negative) - 1)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

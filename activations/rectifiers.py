@@ -140,8 +140,9 @@ class RReLU(Activation):
         return torch.where(x >= 0, x, x / a).to(x.dtype)
 
     def reference_eval(self, x: torch.Tensor) -> torch.Tensor:
-        """Plain-autograd twin of the evaluation forward."""
-        return torch.where(x >= 0, x, x * self.test_slope)
+        """Plain-autograd twin of the evaluation forward; at x = 0 its slope is the negative
+        one, as ``F.leaky_relu``'s (the fast path) is."""
+        return torch.where(x > 0, x, x * self.test_slope)
 
     def extra_repr(self) -> str:
         return f"lower={self.lower}, upper={self.upper}, {super().extra_repr()}"

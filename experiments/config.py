@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -75,7 +76,7 @@ class TrainerConfig:
     checkpoint_every: int | None = field(default=None, metadata=_at_least_one())
     resume: bool = True
     device: str = "auto"
-    precision: str = field(default="fp32", metadata=_choices("fp32", "bf16"))
+    precision: str = field(default="fp32", metadata=_choices("fp32", "bf16", "auto"))
     deterministic: bool = False
     threads: int | None = field(default=None, metadata=_at_least_one())
     channels_last: bool = True
@@ -90,12 +91,27 @@ class TrainerConfig:
     grad_clip_value: float | None = field(default=None, metadata=_positive())
     log_grad_norm: bool = True
     divergence_factor: float | None = field(default=None, metadata=_range(1, low_open=True))
+    #: "window": the mean loss of each log window (Caffe replicas); "step": every iteration's
+    #: loss, as char-rnn's train.lua
+    divergence_check: str = field(default="window", metadata=_choices("window", "step"))
 
 
 @dataclass
 class PathsConfig:
     results_dir: str = "results"
     data_dir: str = "data"
+
+
+@dataclass
+class MultiplierRule:
+    """One Caffe ``param { lr_mult decay_mult }`` rule (experiments.optim): the parameters of
+    ``role`` (any if null) in ``layer`` (any if null; ``classifier``, an index into the model's
+    weight layers, or a module-name pattern) get these multipliers; null keeps the earlier."""
+
+    role: str | None = field(default=None, metadata=_choices("weight", "bias", "activation"))
+    layer: str | None = None
+    lr_mult: float | None = field(default=None, metadata=_range(0))
+    decay_mult: float | None = field(default=None, metadata=_range(0))
 
 
 @dataclass
@@ -108,6 +124,7 @@ class OptimizerConfig:
     act_lr_mult: float = field(default=1.0, metadata=_range(0))
     act_weight_decay_mult: float = field(default=1.0, metadata=_range(0))
     bias_weight_decay: bool = True
+    multipliers: list[MultiplierRule] = field(default_factory=list)
 
 
 @dataclass
@@ -191,6 +208,48 @@ register_schemas()
 
 
 # ---------------------------------------------------------------------------------------------
+# Run directories, checked as Hydra computes them (configs/hydra/default.yaml)
+
+
+def check_name(key: str, value: Any) -> str:
+    """A path component: ``experiment_name`` and ``run_name`` never leave their parent."""
+    if not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\0" in value:
+        raise ConfigError(f"{key}={value!r} is not allowed; use a non-empty name without '/'")
+    return value
+
+
+def check_results_dir(value: Any) -> str:
+    """paths.results_dir: an empty one would put runs at the filesystem root."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(
+            f"paths.results_dir={value!r} is empty (is ACTLAB_RESULTS set to an empty string?); "
+            "set it to a directory, e.g. paths.results_dir=results"
+        )
+    return value
+
+
+def run_directory(results_dir: Any, experiment_name: Any, run_name: Any = None) -> str:
+    """``${actlab.run_dir:...}``: results_dir/experiment_name[/run_name], each part checked
+    when Hydra first resolves the directory, i.e. before it creates it or writes
+    multirun.yaml into it: a bad value is refused before anything exists on disk."""
+    parts = [check_results_dir(results_dir), check_name("experiment_name", experiment_name)]
+    if run_name is not None:
+        parts.append(check_name("run_name", run_name))
+    return "/".join(parts)
+
+
+def register_resolvers() -> None:
+    """``actlab.run_dir`` and ``actlab.run_name``, used by hydra.run.dir and hydra.sweep.*."""
+    OmegaConf.register_new_resolver("actlab.run_dir", run_directory, replace=True)
+    OmegaConf.register_new_resolver(
+        "actlab.run_name", lambda value: check_name("run_name", value), replace=True
+    )
+
+
+register_resolvers()
+
+
+# ---------------------------------------------------------------------------------------------
 # Validation
 
 
@@ -200,8 +259,24 @@ def validate(cfg: DictConfig) -> None:
     for group in ("trainer", "paths", "optimizer", "schedule"):
         _check_schema_node(cfg[group], group)
     _check_trainer(cfg.trainer)
+    for i, rule in enumerate(cfg.optimizer.multipliers):
+        _check_schema_node(rule, f"optimizer.multipliers[{i}]")
     for group, parameters_of in _named_groups().items():
         _check_named_group(cfg[group], group, parameters_of)
+    _check_finite(OmegaConf.to_container(cfg, resolve=True))
+
+
+def _check_finite(node: Any, key: str = "") -> None:
+    """No number in a config may be inf or NaN: a range check lets inf through (inf > 0),
+    and an inf learning rate would train to a meaningless ``diverged`` result."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, f"{key}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{key}={node!r} is not a finite number; give a finite value")
 
 
 def _check_top_level(cfg: DictConfig) -> None:
@@ -209,9 +284,13 @@ def _check_top_level(cfg: DictConfig) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed={seed!r} is not allowed; use an integer >= 0")
     for key in ("experiment_name", "run_name"):
-        value = cfg.get(key)
-        if not isinstance(value, str) or value in ("", ".", "..") or "/" in value:
-            raise ConfigError(f"{key}={value!r} is not allowed; use a non-empty name without '/'")
+        check_name(key, cfg.get(key))
+    check_results_dir(cfg.paths.get("results_dir"))
+    if not str(cfg.paths.get("data_dir") or "").strip():
+        raise ConfigError(
+            f"paths.data_dir={cfg.paths.get('data_dir')!r} is empty (is ACTLAB_DATA set to an "
+            "empty string?); set it to a directory, e.g. paths.data_dir=data"
+        )
 
 
 def _check_schema_node(node: Any, group: str) -> None:
@@ -273,6 +352,34 @@ def _check_trainer(trainer: DictConfig) -> None:
             ) from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"trainer.device={trainer.device!r} but CUDA is not available")
+    if trainer.compile:
+        _check_cpu_compiler(trainer.device)
+
+
+def _check_cpu_compiler(device: str) -> None:
+    """torch.compile on the CPU generates C++: without a compiler it fails at the first step
+    with a traceback of a hundred lines, so look for one first (the compiler torch will use)."""
+    import torch
+
+    if (
+        device == "cuda"
+        or device.startswith("cuda:")
+        or (device == "auto" and torch.cuda.is_available())
+    ):
+        return
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except ImportError:  # another torch layout: let torch.compile report it
+        return
+    try:
+        get_cpp_compiler()
+    except Exception as err:  # torch raises InvalidCxxCompiler (a RuntimeError) with a long text
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(
+            "trainer.compile=true needs a C++ compiler on the CPU (torch.compile generates C++), "
+            f"and none was found ({first[:120]}); install one (e.g. g++) or set CXX, or set "
+            "trainer.compile=false"
+        ) from None
 
 
 Parameters = Callable[[str], dict[str, inspect.Parameter]]
@@ -292,7 +399,7 @@ def _named_groups() -> dict[str, Parameters]:
         "activation": _activation_parameters,
         "model": _builder_parameters(MODELS.get, fixed=("act", "num_outputs", "in_channels")),
         "dataset": _builder_parameters(DATASETS.get, fixed=("device", "seed", "data_dir")),
-        "init": _builder_parameters(inits.INITS.get, fixed=("model", "probe")),
+        "init": _builder_parameters(inits.INITS.get, fixed=("model", "batches")),
     }
 
 
@@ -399,6 +506,17 @@ def _type_name(annotation: Any) -> str:
 # One-line errors
 
 
+def _config_error_in_chain(exc: BaseException) -> ConfigError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConfigError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def unknown_key_message(full_key: str, valid: Sequence[str], owner: str | None = None) -> str:
     """The one-line unknown-key message, with a did-you-mean when a valid key is close."""
     prefix, _, key = full_key.rpartition(".")
@@ -410,6 +528,9 @@ def unknown_key_message(full_key: str, valid: Sequence[str], owner: str | None =
 
 def describe_error(exc: BaseException) -> str:
     """One line for an error met while composing or validating a config (or building a run)."""
+    inner = _config_error_in_chain(exc)
+    if inner is not None:  # raised by a resolver (actlab.run_dir), wrapped by OmegaConf
+        return str(inner)
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options:
         group, _, choice = exc.missing_cfg_file.rpartition("/")
         return f"unknown {group} {choice!r}; choose from: {', '.join(sorted(exc.options))}"

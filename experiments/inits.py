@@ -1,7 +1,10 @@
-"""Weight initialisations as config: ``initialize(model, name, probe=None, **params)``.
+"""Weight initialisations as config: ``initialize(model, name, batches=None, **params)``.
 
 Variance-scaling inits (He, Taylor, Xavier, Gaussian) set the weights of ``model.weight_layers()``
 and zero their biases; nothing else (normalisation layers, activation parameters) is touched.
+A layer the model gives a fixed filler (``model.fixed_fillers()``: the plain net's FCs, which the
+MPELU prototxts fill with fixed Gaussians whatever the convs' variance mode) gets N(0, std^2)
+from these inits instead; LSUV, being data-driven, rescales every layer as the authors' script.
 He and Taylor take the slope from the unit that *follows* each layer, as the MPELU authors'
 Caffe prototxts configure each layer's filler with that unit's alpha and beta. He et al. derive
 the gain from the unit that feeds a layer; in a net with one kind of unit the two agree for
@@ -13,6 +16,7 @@ to make up, and initial logits stay small.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -29,11 +33,15 @@ MODES = ("fan_in", "fan_out", "average")
 
 
 def initialize(
-    model: nn.Module, name: str, probe: torch.Tensor | None = None, **params: object
+    model: nn.Module,
+    name: str,
+    batches: Callable[[int], torch.Tensor] | None = None,
+    **params: object,
 ) -> None:
-    """Initialise ``model`` in place with init ``name``; ``probe`` is the input batch LSUV needs."""
-    extra = {"probe": probe} if "probe" in INITS.options(name) else {}
-    INITS.build(name, model, fixed=("model", "probe"), **extra, **params)
+    """Initialise ``model`` in place with init ``name``; ``batches(i)`` is the i-th input batch
+    for the data-driven inits (LSUV)."""
+    extra = {"batches": batches} if "batches" in INITS.options(name) else {}
+    INITS.build(name, model, fixed=("model", "batches"), **extra, **params)
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -53,12 +61,19 @@ def rectifier_gain(slope: float) -> float:
 
 
 def _init_weight_layers(
-    model: nn.Module, fill: Callable[[torch.Tensor, Activation | None], None]
+    model: nn.Module,
+    fill: Callable[[torch.Tensor, Activation | None], None],
+    keep_fixed: bool = True,
 ) -> None:
-    """Call ``fill(weight, following_unit)`` on every weight layer and zero its bias."""
+    """Call ``fill(weight, following_unit)`` on every weight layer and zero its bias; with
+    ``keep_fixed`` a layer of ``model.fixed_fillers()`` gets its own fixed Gaussian instead."""
+    fixed = model.fixed_fillers() if keep_fixed and hasattr(model, "fixed_fillers") else {}
     with torch.no_grad():
         for layer, unit in model.weight_layers():
-            fill(layer.weight, unit)
+            if layer in fixed:
+                layer.weight.normal_(0.0, fixed[layer])
+            else:
+                fill(layer.weight, unit)
             if layer.bias is not None:
                 layer.bias.zero_()
 
@@ -97,11 +112,15 @@ def taylor(model: nn.Module, mode: str = "fan_in") -> None:
 
 
 @INITS.register("xavier")
-def xavier(model: nn.Module) -> None:
-    """Glorot & Bengio 2010: U(-b, b) with b = sqrt(6 / (fan_in + fan_out)), gain 1 everywhere."""
+def xavier(model: nn.Module, mode: str = "average") -> None:
+    """U(-b, b) with b = sqrt(3 / n), gain 1 everywhere. ``average`` (n = (fan_in + fan_out)/2)
+    is Glorot & Bengio 2010; ``fan_in`` is Caffe's XavierFiller default (filler.hpp:150-160),
+    which the prototxts' ``xavier`` fillers mean."""
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not allowed; choose from: {', '.join(MODES)}")
 
     def fill(weight: torch.Tensor, unit: Activation | None) -> None:
-        bound = math.sqrt(3.0 / _fan(weight, "average"))
+        bound = math.sqrt(3.0 / _fan(weight, mode))
         weight.uniform_(-bound, bound)
 
     _init_weight_layers(model, fill)
@@ -138,66 +157,66 @@ def default(model: nn.Module) -> None:
 
 @INITS.register("lsuv")
 def lsuv(
-    model: nn.Module, probe: torch.Tensor | None, tol: float = 0.1, max_iter: int = 10
+    model: nn.Module,
+    batches: Callable[[int], torch.Tensor] | None,
+    tol: float = 0.02,
+    max_iter: int = 20,
 ) -> None:
-    """Mishkin & Matas 2015 (LSUV): orthonormal weights, then in forward order rescale each layer
-    until its output variance on ``probe`` is within ``tol`` of 1 (at most ``max_iter`` rescales
-    per layer, then it moves on as the paper's T_max does).
+    """Mishkin & Matas 2015 (LSUV) as the MPELU authors' script runs it
+    (50layer_imagenet/lsuv_init_python3.py): orthonormal weights, then in forward order each
+    layer is rescaled by 1/sqrt(Var) until its output variance is within ``tol`` of 1, at most
+    ``max_iter`` rescales per layer (then it moves on), with margin 0.02 and 20 iterations
+    (``:82-83``) by default.
 
-    Runs in eval mode (dropout off, BatchNorm on its running statistics) and restores the mode.
-    One forward pass measures every layer, so a layer that needs no rescale costs no extra pass.
-    A layer whose output the forward pass never exposes to hooks (a fused GRU recurrence's
-    recurrent projection) keeps its orthonormal weights, the usual init for recurrent matrices.
+    As the script's Caffe train net (``:101``), the model is in train mode (dropout active) and
+    every measurement draws a fresh batch: ``batches(i)`` is the i-th input batch (the trainer
+    passes the training batches in order). The mode is restored afterwards. A layer whose
+    output the forward pass never exposes to hooks (a fused GRU recurrence's recurrent
+    projection) keeps its orthonormal weights, the usual init for recurrent matrices.
     """
-    if probe is None:
-        raise ValueError("init 'lsuv' needs a probe batch (the task's probe_batch())")
+    if batches is None:
+        raise ValueError("init 'lsuv' needs input batches (the task's training batches)")
     if not tol > 0 or isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"lsuv needs tol > 0 and max_iter >= 1; got tol={tol!r}, {max_iter=!r}")
-    _init_weight_layers(model, lambda weight, unit: nn.init.orthogonal_(weight))
-    layers = [layer for layer, _ in model.weight_layers()]
+    _init_weight_layers(model, lambda weight, unit: nn.init.orthogonal_(weight), keep_fixed=False)
+    draws = itertools.count()
     was_training = model.training
-    model.eval()
+    model.train()
     try:
-        variances = _output_variances(model, layers, probe)
-        for index, layer in enumerate(layers):
+        for index, (layer, _) in enumerate(model.weight_layers()):
+            variance = _output_variance(model, layer, batches(next(draws)))
             for _ in range(max_iter):
-                variance = variances[index]
-                if variance is None or abs(variance - 1.0) < tol:
+                if variance is None or abs(variance - 1.0) <= tol:
                     break
                 if not (variance > 0 and math.isfinite(variance)):
                     raise ValueError(
                         f"lsuv: weight layer {index} ({layer}) has output variance {variance} "
-                        "on the probe; it cannot be rescaled to 1"
+                        "on a training batch; it cannot be rescaled to 1"
                     )
                 with torch.no_grad():
                     layer.weight.div_(math.sqrt(variance))
-                variances = _output_variances(model, layers, probe)
+                variance = _output_variance(model, layer, batches(next(draws)))
     finally:
         model.train(was_training)
 
 
-def _output_variances(
-    model: nn.Module, layers: list[nn.Module], probe: torch.Tensor
-) -> list[float | None]:
-    """Variance of each layer's output in one forward pass, pooled over all its calls (a layer
-    applied at every time step), or None for a layer the pass never called."""
-    moments = [[0, 0.0, 0.0] for _ in layers]  # elements, sum of means, sum of second moments
+def _output_variance(model: nn.Module, layer: nn.Module, batch: torch.Tensor) -> float | None:
+    """Variance of ``layer``'s output in one forward pass of ``batch``, pooled over all its
+    calls (a layer applied at every time step), or None if the pass never called it."""
+    moments = [0, 0.0, 0.0]  # elements, sum of means, sum of second moments
 
-    def recorder(index: int) -> Callable[..., None]:
-        def record(module: nn.Module, inputs: object, out: torch.Tensor) -> None:
-            var, mean = torch.var_mean(out.detach(), correction=0)
-            n = out.numel()
-            moments[index][0] += n
-            moments[index][1] += n * mean.item()
-            moments[index][2] += n * (var.item() + mean.item() ** 2)
+    def record(module: nn.Module, inputs: object, out: torch.Tensor) -> None:
+        var, mean = torch.var_mean(out.detach().double(), correction=0)
+        n = out.numel()
+        moments[0] += n
+        moments[1] += n * mean.item()
+        moments[2] += n * (var.item() + mean.item() ** 2)
 
-        return record
-
-    handles = [layer.register_forward_hook(recorder(i)) for i, layer in enumerate(layers)]
+    handle = layer.register_forward_hook(record)
     try:
         with torch.no_grad():
-            model(probe)
+            model(batch)
     finally:
-        for handle in handles:
-            handle.remove()
-    return [second / n - (first / n) ** 2 if n else None for n, first, second in moments]
+        handle.remove()
+    n, first, second = moments
+    return second / n - (first / n) ** 2 if n else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import glob
 import json
 import os
 import shutil
@@ -19,12 +20,31 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-#: metrics.csv columns; grad_norm is appended when the trainer logs it.
-METRICS_COLUMNS = ("step", "epoch", "time_s", "train_loss", "lr")
+#: metrics.csv columns; grad_norm is appended when the trainer logs it. time_s is training wall
+#: time, cpu_s the process's CPU time (all threads) over the same stretches.
+METRICS_COLUMNS = ("step", "epoch", "time_s", "cpu_s", "train_loss", "lr")
 #: eval.csv columns before the task's metric column ("error" or "bpc").
 EVAL_COLUMNS = ("step", "epoch", "time_s", "split", "loss")
 #: statuses after which re-running the same command has nothing left to do.
 FINAL_STATUSES = ("completed", "diverged")
+#: every status a summary.json may hold.
+STATUSES = (*FINAL_STATUSES, "failed", "interrupted", "running")
+#: the files atomic_write replaces in a run directory: only their temporaries are cleaned up.
+WRITTEN_FILES = (
+    "summary.json",
+    "metrics.csv",
+    "eval.csv",
+    "diagnostics.csv",
+    "samples.txt",
+    "last.pt",
+    "config.yaml",
+    "hydra.yaml",
+    "overrides.yaml",
+)
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as it is; the message is one line naming the file."""
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -72,12 +92,19 @@ def format_value(value: object) -> str:
 
 
 class CsvLog:
-    """Append-only CSV with a fixed header; each row is flushed as it is written."""
+    """Append-only CSV with a fixed header; each row is flushed as it is written.
+
+    Appending to a file written by an older version keeps that file's header (a resumed run
+    made before ``cpu_s`` existed goes on without it), so every row matches its header.
+    """
 
     def __init__(self, path: Path, columns: Sequence[str]) -> None:
         self.path = path
         self.columns = tuple(columns)
         new = not path.exists() or path.stat().st_size == 0
+        if not new:
+            with open(path, newline="", encoding="utf-8") as f:
+                self.columns = tuple(next(csv.reader(f), columns))
         self._file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (closed in close)
         self._writer = csv.writer(self._file, lineterminator="\n")
         if new:
@@ -85,7 +112,7 @@ class CsvLog:
             self._file.flush()
 
     def write(self, **row: object) -> None:
-        self._writer.writerow(format_value(row[c]) for c in self.columns)
+        self._writer.writerow(format_value(row.get(c)) for c in self.columns)
         self._file.flush()
 
     def close(self) -> None:
@@ -138,9 +165,26 @@ class RunDir:
         self.config = self.path / ".hydra" / "config.yaml"
 
     def read_summary(self) -> dict[str, Any] | None:
+        """summary.json, or None when absent; a damaged one raises RunDirError naming it."""
         if not self.summary.exists():
             return None
-        return json.loads(self.summary.read_text(encoding="utf-8"))
+        way_out = "fix or delete it, or pass trainer.resume=false to start the run over"
+        try:
+            summary = json.loads(self.summary.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RunDirError(f"{self.summary} is not valid JSON ({err}); {way_out}") from None
+        except OSError as err:
+            raise RunDirError(f"{self.summary} cannot be read ({err.strerror})") from None
+        if not isinstance(summary, dict):
+            raise RunDirError(f"{self.summary} holds no JSON object; {way_out}")
+        status, step = summary.get("status"), summary.get("step")
+        if status not in STATUSES:
+            raise RunDirError(
+                f"{self.summary} has status={status!r}, not one of {', '.join(STATUSES)}; {way_out}"
+            )
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise RunDirError(f"{self.summary} has step={step!r}, not an integer >= 0; {way_out}")
+        return summary
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.summary, json.dumps(summary, indent=2, sort_keys=False) + "\n")
@@ -155,10 +199,16 @@ class RunDir:
                 target.unlink()
 
     def remove_temporaries(self) -> None:
-        """Delete half-written files a killed run left (see atomic_write); call under lock()."""
+        """Delete half-written files a killed run left (see atomic_write); call under lock().
+
+        Only atomic_write's own names (``.<written file>.<random>.tmp``, regular files) go:
+        a user's ``.notes.tmp`` or a directory named like a temporary is left alone.
+        """
         for folder in (self.path, self.checkpoint.parent, self.config.parent):
-            for stale in folder.glob(".*.tmp"):
-                stale.unlink()
+            for name in WRITTEN_FILES:
+                for stale in folder.glob(f".{glob.escape(name)}.*.tmp"):
+                    if stale.is_file() and not stale.is_symlink():
+                        stale.unlink()
 
     def truncate_logs(self, last_step: int) -> None:
         """Cut every CSV back to ``last_step``, the step the run resumes from.
@@ -177,30 +227,67 @@ class RunDir:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on the directory, so two processes never share one run."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDONLY)
+        fd = _lock_directory(self.path, create=True)
+        if fd is None:
+            raise RunDirError(
+                f"{self.path} is in use by another process (a sweep with duplicate run names, "
+                "or the same command started twice?); wait for it to end, or stop it"
+            )
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RuntimeError(
-                    f"{self.path} is in use by another process (a sweep with duplicate run names, "
-                    "or the same command started twice?)"
-                ) from None
             yield
         finally:
             os.close(fd)
 
     def remove_if_empty(self, up_to: Path) -> None:
         """Remove this directory and its empty parents up to ``up_to`` (inclusive) if empty:
-        a run refused before it wrote anything leaves nothing behind."""
+        a run refused before it wrote anything leaves nothing behind.
+
+        The run directory goes only while this process holds its lock: an empty directory
+        can belong to a live run still building its data, which a refused second process
+        must not pull out from under it.
+        """
         stop = up_to.resolve()
         current = self.path.resolve()
-        while True:
+        fd = _lock_directory(current) if current.is_dir() else None
+        if fd is None:
+            return
+        try:
+            current.rmdir()
+        except OSError:  # not empty, or gone
+            return
+        finally:
+            os.close(fd)
+        while current != stop and stop in current.parents:
+            current = current.parent
             try:
                 current.rmdir()
-            except OSError:  # not empty, or gone
+            except OSError:
                 return
-            if current == stop or stop not in current.parents:
-                return
-            current = current.parent
+
+
+def _lock_directory(path: Path, create: bool = False) -> int | None:
+    """An open descriptor holding the exclusive lock of directory ``path``, or None when
+    another process holds it (or, unless ``create``, the directory is gone). The lock is kept
+    only on the inode the path still names once locked, so a directory removed (and made
+    again) meanwhile is never used through a stale descriptor."""
+    while True:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            if create:
+                continue
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)

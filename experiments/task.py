@@ -26,7 +26,8 @@ class Task(Protocol):
     meta: dict[str, Any]
 
     def train_batch(self, step: int) -> Any:
-        """The training batch of global ``step``, on the task's device, same on every call."""
+        """The training batch of global ``step``, on the task's device, same on every call:
+        (inputs, targets), inputs first (LSUV init draws its batches from here)."""
 
     def training_loss(self, model: nn.Module, batch: Any, step: int) -> torch.Tensor:
         """Mean loss of one batch (nats); text tasks carry and detach hidden state here."""
@@ -36,7 +37,7 @@ class Task(Protocol):
         """{'loss': nats, <metric>: value} over the whole ``split`` ('val' or 'test')."""
 
     def probe_batch(self) -> torch.Tensor:
-        """A fixed input batch for LSUV init and per-layer diagnostics."""
+        """A fixed input batch for per-layer diagnostics (LSUV draws training batches)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Anything besides (seed, step) needed to resume exactly (e.g. carried hidden state)."""

@@ -29,16 +29,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import checkpoint
-from experiments.config import ConfigError, describe_error, validate
+from experiments import checkpoint, resume
+from experiments.config import describe_error, validate
+from experiments.launcher import SweepStopped, parallel_jobs
 from experiments.rundir import FINAL_STATUSES, RunDir, atomic_write_text
 from experiments.trainer import Interrupted, Trainer, build
 
 log = logging.getLogger("actlab")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-#: config keys (and subtrees) that may differ when resuming: they do not change what is computed.
-RESUME_MAY_CHANGE = ("trainer.resume", "trainer.diagnostics", "paths", "report")
 
 
 class RunFailed(RuntimeError):
@@ -63,24 +62,22 @@ def run(
     rundir = RunDir(run_dir)
     with rundir.lock():
         rundir.remove_temporaries()
-        previous = rundir.read_summary()
-        resume = cfg.trainer.resume and previous is not None
-        if resume:
-            _check_same_config(rundir, cfg)
-            if previous["status"] in FINAL_STATUSES:
-                log.info(
-                    "%s: already %s at step %d; nothing to do (trainer.resume=false starts over)",
-                    rundir.path,
-                    previous["status"],
-                    previous["step"],
-                )
-                return previous["status"]
+        previous = resume.previous_summary(rundir, cfg) if cfg.trainer.resume else None
+        if previous is not None and previous["status"] in FINAL_STATUSES:
+            log.info(
+                "%s: already %s at step %d; nothing to do (trainer.resume=false starts over)",
+                rundir.path,
+                previous["status"],
+                previous["step"],
+            )
+            return previous["status"]
         if cfg.trainer.threads or threads:
             torch.set_num_threads(cfg.trainer.threads or threads)
         parts = build(cfg)
         state = None
-        if resume and rundir.checkpoint.exists():
+        if previous is not None and rundir.checkpoint.exists():
             state = checkpoint.load(rundir.checkpoint, parts.device)
+            resume.check_state(state, parts, cfg, rundir)  # refuses before any file changes
             rundir.truncate_logs(state["step"])
         else:
             rundir.clear()
@@ -96,32 +93,6 @@ def run(
             return "failed"
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): node}
-
-
-def _check_same_config(rundir: RunDir, cfg: DictConfig) -> None:
-    """Refuse to resume (or skip) a run directory that holds a differently configured run."""
-    if not rundir.config.exists():
-        return
-    saved = _flat(OmegaConf.to_container(OmegaConf.load(rundir.config)))
-    now = _flat(OmegaConf.to_container(cfg, resolve=True))
-    for key in sorted(set(saved) | set(now)):
-        if any(key == k or key.startswith(f"{k}.") for k in RESUME_MAY_CHANGE):
-            continue
-        if saved.get(key, "<unset>") != now.get(key, "<unset>"):
-            raise ConfigError(
-                f"{rundir.path} holds a run with {key}={saved.get(key, '<unset>')!r}, not "
-                f"{now.get(key, '<unset>')!r}; give this run another run_name, or pass "
-                "trainer.resume=false to replace it"
-            )
-
-
 def _save_config(rundir: RunDir, cfg: DictConfig, hydra_files: Mapping[str, Any]) -> None:
     """.hydra/config.yaml (resolved) and Hydra's own files, once the run is known to start."""
     atomic_write_text(rundir.config, OmegaConf.to_yaml(cfg, resolve=True))
@@ -134,9 +105,7 @@ def _threads_per_job(hydra_cfg: DictConfig) -> int | None:
     n_jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.mode == RunMode.MULTIRUN else None
     if not n_jobs:
         return None
-    cores = os.cpu_count() or 1
-    parallel = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
-    return max(1, cores // parallel)
+    return max(1, (os.cpu_count() or 1) // parallel_jobs(n_jobs))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
@@ -187,6 +156,9 @@ def main() -> None:
         _hydra_task()
     except KeyboardInterrupt:
         sys.exit(130)
+    except SweepStopped as stop:  # its jobs checkpointed and were marked interrupted
+        print(f"error: {stop}; rerun the command to resume its jobs", file=sys.stderr)
+        sys.exit(128 + stop.signum)
     except Exception as err:
         callback = sys.modules.get("experiments.report.callback")  # loaded by a sweep's config
         if callback is not None:

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,7 +55,14 @@ from experiments.data import build_task
 from experiments.denormals import flush_denormals
 from experiments.inits import initialize
 from experiments.models import build_model
-from experiments.optim import Schedule, build_optimizer, build_schedule, set_lr
+from experiments.optim import (
+    Schedule,
+    build_optimizer,
+    build_schedule,
+    describe_groups,
+    set_lr,
+)
+from experiments.precision import precision_warning, resolve_precision
 from experiments.rundir import (
     EVAL_COLUMNS,
     METRICS_COLUMNS,
@@ -88,6 +95,7 @@ class Components:
     schedule: Schedule
     device: torch.device
     total_steps: int
+    precision: str  # trainer.precision with ``auto`` resolved (experiments.precision)
 
 
 def options(node: DictConfig) -> dict[str, Any]:
@@ -127,12 +135,10 @@ def planned_steps(max_steps: int | None, max_epochs: float | None, steps_per_epo
 def build(cfg: DictConfig) -> Components:
     """Task, model (initialised), optimizer and schedule for ``cfg``, seeded by ``cfg.seed``."""
     device = resolve_device(cfg.trainer.device)
-    if cfg.trainer.precision == "bf16" and device.type != "cuda":
-        log.warning(
-            "trainer.precision=bf16 on %s: bf16 autocast works but is only fast on CPUs with "
-            "native bf16 units; use fp32 for CPU timings",
-            device,
-        )
+    precision = resolve_precision(cfg.trainer.precision, device)
+    warning = precision_warning(precision, device)
+    if warning:
+        log.warning(warning)
     activations.set_backend(cfg.trainer.activation_backend)  # null: env var or library default
     if not flush_denormals(cfg.trainer.flush_denormal) and cfg.trainer.flush_denormal:
         log.warning("trainer.flush_denormal=true: this CPU cannot flush denormals; ignored")
@@ -152,7 +158,7 @@ def build(cfg: DictConfig) -> Components:
         **arch,
     ).to(device)
     init = options(cfg.init)
-    initialize(model, init.pop("name"), probe=task.probe_batch(), **init)
+    initialize(model, init.pop("name"), batches=lambda i: task.train_batch(i)[0], **init)
     if cfg.trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
     total = planned_steps(cfg.trainer.max_steps, cfg.trainer.max_epochs, task.steps_per_epoch)
@@ -165,21 +171,30 @@ def build(cfg: DictConfig) -> Components:
         ),
         device=device,
         total_steps=total,
+        precision=precision,
     )
 
 
 class Stopwatch:
-    """Training wall time: started with the loop, paused around evaluation and checkpoints."""
+    """Training time: started with the loop, paused around evaluation and checkpoints.
 
-    def __init__(self, elapsed: float = 0.0) -> None:
+    ``clock`` is wall time by default; ``time.process_time`` gives the process's CPU time (all
+    threads), which another process on the same cores cannot inflate: a contended run waits
+    longer, but the CPU seconds its work costs barely change (README, "Time on a shared CPU").
+    """
+
+    def __init__(
+        self, elapsed: float = 0.0, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
         self._elapsed = elapsed
+        self._clock = clock
         self._since: float | None = None
 
     def start(self) -> None:
-        self._since = time.perf_counter()
+        self._since = self._clock()
 
     def read(self) -> float:
-        running = 0.0 if self._since is None else time.perf_counter() - self._since
+        running = 0.0 if self._since is None else self._clock() - self._since
         return self._elapsed + running
 
     @contextlib.contextmanager
@@ -190,7 +205,7 @@ class Stopwatch:
             yield
         finally:
             if since is not None:
-                self._since = time.perf_counter()
+                self._since = self._clock()
 
 
 def environment() -> dict[str, Any]:
@@ -234,6 +249,8 @@ class Trainer:
         self.run = run
         self.label = cfg.run_name
         self.seed = cfg.seed
+        #: kept in every checkpoint: what trained, checked on resume (experiments.resume).
+        self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         self.metric = parts.task.metric
         self.params = [p for p in parts.model.parameters() if p.requires_grad]
         #: what training steps call; evaluation, diagnostics and checkpoints use the plain model
@@ -247,10 +264,11 @@ class Trainer:
             torch.autocast,
             device_type=parts.device.type,
             dtype=torch.bfloat16,
-            enabled=self.cfg.precision == "bf16",
+            enabled=parts.precision == "bf16",
         )
         self.step = 0
         self.watch = Stopwatch()
+        self.cpu_watch = Stopwatch(clock=time.process_time)
         self._wall = Stopwatch()
         self._wall.start()
         zero = functools.partial(torch.zeros, (), dtype=torch.float64, device=parts.device)
@@ -277,11 +295,13 @@ class Trainer:
             "best": None,
             "test": None,
             "train_time_s": 0.0,
+            "train_cpu_s": 0.0,
             "wall_time_s": 0.0,
             "num_params": sum(p.numel() for p in model.parameters()),
             "num_activation_params": sum(
                 p.numel() for p in activations.activation_parameters(model)
             ),
+            "param_groups": describe_groups(parts.optimizer),
             "device": str(parts.device),
             "device_name": (
                 torch.cuda.get_device_name(parts.device)
@@ -289,7 +309,7 @@ class Trainer:
                 else platform.processor() or platform.machine()
             ),
             "threads": torch.get_num_threads(),
-            "precision": self.cfg.precision,
+            "precision": parts.precision,
             "channels_last": self.cfg.channels_last,
             "compile": self.cfg.compile,
             "flush_denormal": self.cfg.flush_denormal,
@@ -311,6 +331,7 @@ class Trainer:
             step=self.step,
             epoch=self._epoch(),
             train_time_s=round(self.watch.read(), 3),
+            train_cpu_s=round(self.cpu_watch.read(), 3),
             wall_time_s=round(self._wall.read(), 3),
             updated_at=_now(),
         )
@@ -353,6 +374,7 @@ class Trainer:
                 )
             self.write_summary()
             self.watch.start()
+            self.cpu_watch.start()
             if self.diagnostics_every and self.step == 0:
                 self._diagnose()
             if self._train(bar) == "diverged":
@@ -404,9 +426,14 @@ class Trainer:
             self._accumulate(loss, grad_norm)
             bar.update(1)
             at_end = step == parts.total_steps
+            per_step = cfg.divergence_check == "step"
+            if per_step and self._diverged(loss.item()):  # a sync per step, as char-rnn checks
+                self._log_window(bar)
+                log.warning("[%s] diverged at step %d (train loss %s)", self.label, step, loss)
+                return "diverged"
             if step % cfg.log_every == 0 or at_end:
                 mean = self._log_window(bar)
-                if self._diverged(mean):
+                if not per_step and self._diverged(mean):
                     log.warning("[%s] diverged at step %d (train loss %s)", self.label, step, mean)
                     return "diverged"
             if self.diagnostics_every and (step % self.diagnostics_every == 0 or at_end):
@@ -465,6 +492,7 @@ class Trainer:
             "step": self.step,
             "epoch": self._epoch(),
             "time_s": round(self.watch.read(), 3),
+            "cpu_s": round(self.cpu_watch.read(), 3),
             "train_loss": mean,
             "lr": self.parts.optimizer.param_groups[0]["lr"],
         }
@@ -489,7 +517,8 @@ class Trainer:
         return mean
 
     def _diverged(self, mean: float) -> bool:
-        """NaN/inf, or above ``divergence_factor`` times the first step's loss."""
+        """NaN/inf, or above ``divergence_factor`` times the first step's loss (``mean`` is a
+        log window's mean loss, or one step's loss with ``divergence_check: step``)."""
         if not math.isfinite(mean):
             return True
         if isinstance(self.first_loss, torch.Tensor):
@@ -505,7 +534,7 @@ class Trainer:
     def _pause(self) -> Iterator[None]:
         """Stop the training clock once the device has finished the queued training work."""
         self._sync()
-        with self.watch.paused():
+        with self.watch.paused(), self.cpu_watch.paused():
             yield
             self._sync()
 
@@ -576,9 +605,11 @@ class Trainer:
                     "task": self.parts.task.state_dict(),
                     "rng": checkpoint.rng_state(),
                     "train_time_s": self.watch.read(),
+                    "train_cpu_s": self.cpu_watch.read(),
                     "wall_time_s": self._wall.read(),
                     "first_loss": first.item() if isinstance(first, torch.Tensor) else first,
                     "window": self.window,
+                    "config": self.config_yaml,
                 },
             )
 
@@ -592,6 +623,8 @@ class Trainer:
         self.first_loss = state["first_loss"]
         self.window = state["window"]
         self.watch = Stopwatch(state["train_time_s"])
+        # checkpoints from before CPU time was recorded count it from here
+        self.cpu_watch = Stopwatch(state.get("train_cpu_s", 0.0), clock=time.process_time)
         self._wall = Stopwatch(state["wall_time_s"])
         self._wall.start()
         for row in read_csv(self.run.eval):

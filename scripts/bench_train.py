@@ -3,7 +3,8 @@
 For each model (NIN, PlainNet-30, CharGRU) and activation it times ``Trainer.train_step``, the
 trainer's own step (batch from the task, loss, backward, clipping, optimizer), as composed
 from configs/ by ``experiments.trainer.build``, under each speed option: eager fp32 NCHW,
-channels_last, torch.compile, and both (channels_last does not apply to the GRU). Image models
+channels_last, torch.compile, both, and bf16 (``trainer.precision=bf16`` autocast, eager, with
+channels_last for the image models; channels_last does not apply to the GRU). Image models
 are also timed in a reference loop written here the way a tutorial would: a torchvision
 DataLoader over the same uint8 images with per-sample ``transforms.v2`` RandomCrop(32, padding=4)
 and RandomHorizontalFlip, normalisation with the same statistics, eager, fp32, NCHW, with the
@@ -14,11 +15,13 @@ untimed steps first (compiles happen there) and reports images (or characters) p
 
     python scripts/bench_train.py [--device cpu|cuda] [--threads N] [--steps 10] [--batch 128]
         [--models nin plainnet chargru] [--acts relu elu prelu mpelu tlu]
-        [--options eager channels_last compile both] [--flush-denormal] [--quick]
+        [--options eager channels_last compile both bf16] [--flush-denormal] [--quick]
 
-Ratios: ``xref`` is the best option over the reference loop, ``xrelu`` the best option over
-relu's best for the same model (tanh's for the GRU, its own unit). An option that fails (a
-compiler error) is shown as ``fail`` and left out of the best.
+Ratios: ``xref`` is the best fp32 option over the reference loop, ``xrelu`` the best fp32
+option over relu's best for the same model (tanh's for the GRU, its own unit), ``xbf16`` the
+bf16 column over the best fp32 option. An option that fails (a compiler error) is shown as
+``fail`` and left out of the best. bf16 is only fast where the CPU has native bf16 (the footer
+says; experiments/precision.py).
 """
 
 from __future__ import annotations
@@ -42,19 +45,23 @@ from torchvision.transforms import v2
 import experiments.config  # noqa: F401  (registers the config schemas)
 from experiments.data.images import derived_seed
 from experiments.data.shapes import generate_shapes
+from experiments.precision import native_bf16
 from experiments.rundir import RunDir
 from experiments.train import CONFIG_DIR
 from experiments.trainer import Trainer, build
 
 MODELS = ("nin", "plainnet", "chargru")
 ACTS = ("relu", "elu", "prelu", "mpelu", "tlu")
-#: option name -> (channels_last, compile)
+#: option name -> (channels_last, compile, precision)
 OPTIONS = {
-    "eager": (False, False),
-    "channels_last": (True, False),
-    "compile": (False, True),
-    "both": (True, True),
+    "eager": (False, False, "fp32"),
+    "channels_last": (True, False, "fp32"),
+    "compile": (False, True, "fp32"),
+    "both": (True, True, "fp32"),
+    "bf16": (True, False, "bf16"),
 }
+#: what a channels_last option means for the GRU, which has no conv maps
+NCHW_TWIN = {"channels_last": "eager", "both": "compile"}
 #: the unit each model's ``xrelu`` column divides by: the GRU's own candidate unit is tanh.
 REFERENCE_UNIT = {"chargru": "tanh"}
 #: --quick: tiny widths so every code path runs in seconds (no compile).
@@ -188,6 +195,10 @@ def reference(cfg: DictConfig, args: argparse.Namespace) -> float:
 def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
     rows, references = [], {}
     options = {k: OPTIONS[k] for k in args.options if not (args.quick and OPTIONS[k][1])}
+    # the GRU has no conv maps: a channels_last option is its NCHW twin there, bf16 runs NCHW
+    gru_options: dict[str, tuple[bool, bool, str]] = {}
+    for name, (_, compiled, precision) in options.items():
+        gru_options.setdefault(NCHW_TWIN.get(name, name), (False, compiled, precision))
     for model in args.models:
         acts = [*args.acts, "tanh"] if model == "chargru" and "tanh" not in args.acts else args.acts
         if model != "chargru":
@@ -196,15 +207,16 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
             print(f"{model} reference loop: {references[model]:.1f} img/s", flush=True)
         for act in acts:
             row = Row(model, act, "char/s" if model == "chargru" else "img/s")
-            for name, (channels_last, compiled) in options.items():
-                if model == "chargru" and channels_last:
-                    continue
+            for name, (channels_last, compiled, precision) in (
+                gru_options if model == "chargru" else options
+            ).items():
                 cfg = config(
                     model,
                     act,
                     args,
                     f"trainer.channels_last={str(channels_last).lower()}",
                     f"trainer.compile={str(compiled).lower()}",
+                    f"trainer.precision={precision}",
                     f"trainer.flush_denormal={str(args.flush_denormal).lower()}",
                 )
                 try:
@@ -222,8 +234,9 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
 
 
 def best(row: Row) -> float:
-    """The fastest option that ran (NaN marks one that failed)."""
-    return max((v for v in row.rates.values() if not math.isnan(v)), default=math.nan)
+    """The fastest fp32 option that ran (NaN marks one that failed)."""
+    fp32 = (v for k, v in row.rates.items() if OPTIONS[k][2] == "fp32" and not math.isnan(v))
+    return max(fp32, default=math.nan)
 
 
 def cell(rate: float) -> str:
@@ -232,7 +245,7 @@ def cell(rate: float) -> str:
 
 def table(rows: list[Row], references: dict[str, float]) -> str:
     names = list(OPTIONS)
-    header = ["model", "act", "unit", *names, "ref", "xref", "xrelu", "data %"]
+    header = ["model", "act", "unit", *names, "ref", "xref", "xrelu", "xbf16", "data %"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     best_relu = {r.model: best(r) for r in rows if r.act == REFERENCE_UNIT.get(r.model, "relu")}
     for r in rows:
@@ -247,6 +260,7 @@ def table(rows: list[Row], references: dict[str, float]) -> str:
             f"{ref:.0f}" if ref else "-",
             f"{top / ref:.2f}" if ref else "-",
             f"{top / relu:.2f}" if relu else "-",
+            f"{r.rates['bf16'] / top:.2f}" if "bf16" in r.rates else "-",
             f"{100 * r.data_share:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -283,7 +297,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         f"\ntorch {torch.__version__}, {platform.processor() or platform.machine()}, "
         f"device {args.device}, threads {torch.get_num_threads()}, batch "
         f"{args.batch or 'config'}, steps {args.steps} (+{args.warmup} warm-up), "
-        f"flush_denormal {args.flush_denormal}, "
+        f"flush_denormal {args.flush_denormal}, native bf16 {native_bf16()}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print(table(rows, references))

@@ -4,12 +4,16 @@
         [--smooth N] [--logy] [--diag-steps S [S ...]] [--out DIR]
 
 Writes <first dir>/report/ (or --out): README.md, PNG + PDF figures, results.{md,tex,csv},
-published.csv, runs.csv. Bad input prints one line and exits with status 1.
+published.csv, runs.csv. Every run directory under the given directories is read, so several
+sweeps can be combined on purpose (the end-of-sweep report covers only its own sweep); the runs
+read are listed on stderr and in the report. Prints the report's path; bad input prints one
+line and exits with status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from experiments.report.build import write_report
@@ -41,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="output directory (default: <first dir>/report)")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="report: %(message)s", stream=sys.stderr)
     try:
         page = write_report(
             args.dirs,

@@ -147,6 +147,31 @@ def test_values_at_defaults_match_the_definition(name, backend_name):
     torch.testing.assert_close(y, expected, atol=1e-12, rtol=0)
 
 
+#: (unit, non-default parameters, the formula with them): every option must reach the formula.
+FORMULAS_WITH_PARAMS = [
+    ("elu", {"alpha": 0.5}, lambda x: x if x > 0 else 0.5 * math.expm1(x)),
+    ("lrelu", {"slope": 0.2}, lambda x: x if x >= 0 else 0.2 * x),
+    ("brelu", {"n": 2.0}, lambda x: min(max(x, 0.0), 2.0)),
+    ("prelu", {"init": 0.125}, lambda x: x if x >= 0 else 0.125 * x),  # exact in float32
+    ("rrelu", {"lower": 2.0, "upper": 4.0}, lambda x: x if x >= 0 else x / 3.0),
+    ("mpelu", {"alpha": 0.5, "beta": 2.0}, lambda x: x if x > 0 else 0.5 * math.expm1(2 * x)),
+    ("tlu", {"alpha": 0.5}, lambda x: x if x >= 0 else 0.5 * math.tanh(x)),
+]
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "eager"])
+@pytest.mark.parametrize(
+    "name,params,formula", FORMULAS_WITH_PARAMS, ids=[c[0] for c in FORMULAS_WITH_PARAMS]
+)
+def test_values_with_parameters_match_the_definition(name, params, formula, backend_name):
+    unit = activations.build(name, num_channels=1, **params).double().eval()
+    x = torch.tensor(XS, dtype=torch.float64).view(-1, 1)
+    with activations.use_backend(backend_name):
+        y = unit(x).view(-1)
+    expected = torch.tensor([formula(v) for v in XS], dtype=torch.float64)
+    torch.testing.assert_close(y, expected, atol=1e-12, rtol=0)
+
+
 def test_crelu_values_and_shapes():
     x = torch.tensor(XS, dtype=torch.float64).view(-1, 1)
     y = activations.build("crelu")(x)
@@ -187,6 +212,38 @@ def test_mpelu_special_cases_are_relu_and_elu():
     elu_like = activations.build("mpelu", num_channels=1, alpha=1.0, beta=1.0).double()
     torch.testing.assert_close(relu_like(x), F.relu(x), atol=1e-12, rtol=0)
     torch.testing.assert_close(elu_like(x), F.elu(x), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "eager"])
+def test_mpelu_input_gradient_at_exactly_zero_is_alpha_times_beta(backend_name):
+    """The authors' Caffe layer takes the negative branch for x <= 0 (references/code-anchors.md
+    §1d: dL/dx = g beta (y + alpha) there), so at x = 0, common after a max-pooled rectifier,
+    the slope is alpha_c beta_c, not 1. gradcheck cannot see this: it stays off the kink."""
+    unit = activations.build("mpelu", num_channels=3).double()
+    with torch.no_grad():
+        unit.alpha.copy_(torch.tensor([0.25, 0.5, 1.5]))
+        unit.beta.copy_(torch.tensor([1.0, 2.0, 0.5]))
+    x = torch.zeros(2, 3, 4, dtype=torch.float64)
+    x[:, :, 0] = 0.75  # a positive neighbour in every channel takes the identity's slope 1
+    x.requires_grad_()
+    with activations.use_backend(backend_name):
+        unit(x).sum().backward()
+    slope_at_zero = (unit.alpha * unit.beta).detach().view(1, 3, 1).expand(2, 3, 3)
+    assert torch.equal(x.grad[:, :, 1:], slope_at_zero)
+    assert torch.equal(x.grad[:, :, 0], torch.ones(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name,params", FAST_CASES, ids=lambda v: str(v))
+def test_fast_path_and_twin_agree_exactly_at_zero(name, params, training):
+    """The kink itself, which the twin test above steps around: the small-tensor (reference)
+    and large-tensor (fast) paths of one run must not give different gradients there."""
+    unit = _unit(name, 3, **params).train(training)
+    x = torch.zeros(2, 3, 4, dtype=torch.float64)
+    x[:, :, 0], x[:, :, 1] = 0.5, -0.5
+    g = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for ref, fast in zip(_run(unit, x, g, "reference"), _run(unit, x, g, "eager"), strict=True):
+        torch.testing.assert_close(fast, ref, atol=1e-12, rtol=1e-12)
 
 
 def test_slopes_for_inits():

@@ -231,18 +231,39 @@ def test_weight_layers_and_their_hooks() -> None:
 
 
 def test_lsuv_init_reaches_every_weight_layer() -> None:
+    """Afterwards every weight layer's output on the probe (every batch LSUV draws) has
+    variance within tol of 1, measured here with hooks of our own, the whole sequence pooled."""
     torch.manual_seed(0)
     model = chargru(6, hidden_size=8, num_layers=2)
-    initialize(model, "lsuv", probe=torch.randint(6, (10, 4)), tol=0.1, max_iter=20)
+    probe = torch.randint(6, (10, 4))
+    initialize(model, "lsuv", batches=lambda i: probe, tol=0.1, max_iter=20)
+    assert model.training
+    outputs: dict[int, torch.Tensor] = {}
+    layers = [layer for layer, _ in model.weight_layers()]
+    for i, layer in enumerate(layers):
+        layer.register_forward_hook(lambda m, inputs, out, i=i: outputs.setdefault(i, out))
+    with torch.no_grad():
+        model(probe)
+    assert sorted(outputs) == list(range(len(layers)))
+    variances = [outputs[i].var(correction=0).item() for i in range(len(layers))]
+    assert all(abs(v - 1) <= 0.1 for v in variances), variances
 
 
-def test_dropout_between_layers_only_in_training() -> None:
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_dropout_between_layers_and_before_the_decoder_only_in_training(num_layers) -> None:
+    """char-rnn drops a layer's output before the next layer and before the decoder, never
+    inside the recurrence: so the first layer's final state is untouched even in training."""
     torch.manual_seed(0)
-    plain = chargru(6, hidden_size=8, num_layers=2)
-    dropped = chargru(6, hidden_size=8, num_layers=2, dropout=0.5)
+    plain = chargru(6, hidden_size=8, num_layers=num_layers)
+    dropped = chargru(6, hidden_size=8, num_layers=num_layers, dropout=0.5)
     dropped.load_state_dict(plain.state_dict())
     x = torch.randint(6, (5, 3))
-    assert not torch.allclose(dropped(x)[0], plain(x)[0])
+    logits, hidden = dropped(x)
+    plain_logits, plain_hidden = plain(x)
+    assert not torch.allclose(logits, plain_logits)
+    assert torch.equal(hidden[0], plain_hidden[0])
+    if num_layers > 1:
+        assert not torch.allclose(hidden[1:], plain_hidden[1:])
     dropped.eval()
     assert torch.equal(dropped(x)[0], plain(x)[0])
 

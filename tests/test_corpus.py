@@ -7,7 +7,11 @@ import hashlib
 import io
 import json
 import math
+import os
+import shutil
+import subprocess
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -40,9 +44,21 @@ def make_tree(root: Path, files: dict[str, bytes] = FILES) -> Path:
     return root
 
 
-def sorted_source(files: dict[str, bytes] = FILES) -> bytes:
-    """The expected corpus: .c/.h contents in sorted relative-path order."""
-    return b"".join(files[k] for k in sorted(files) if k.endswith((".c", ".h")))
+def expected_corpus(files: dict[str, bytes] = FILES, cap: int = 10**9) -> bytes:
+    """The selection rule written plainly: .c/.h files ranked by sha256 of their path, taken
+    until ``cap`` bytes (the last one cut), joined in path order."""
+    names = sorted((k for k in files if k.endswith((".c", ".h"))), key=_sha256_of)
+    chosen: dict[str, bytes] = {}
+    for name in names:
+        room = cap - sum(map(len, chosen.values()))
+        if room <= 0:
+            break
+        chosen[name] = files[name][:room]
+    return b"".join(chosen[k] for k in sorted(chosen))
+
+
+def _sha256_of(name: str) -> bytes:
+    return hashlib.sha256(name.encode()).digest()
 
 
 def make_tar(path: Path, files: dict[str, bytes], mode: str) -> Path:
@@ -109,6 +125,19 @@ def _no_sources(root: Path) -> Path:
     return make_tree(root / "empty", {"README": b"x"})
 
 
+def _fifo(root: Path) -> Path:
+    os.mkfifo(root / "pipe.tar")
+    return root / "pipe.tar"
+
+
+def _traversal(root: Path) -> Path:
+    return make_tar(root / "evil.tar.gz", {"src/a.c": b"int a;", "../up.c": b"int b;"}, "w:gz")
+
+
+def _absolute(root: Path) -> Path:
+    return make_tar(root / "abs.tar", {"/etc/x.c": b"int a;"}, "w")
+
+
 @pytest.mark.parametrize(
     ("make", "match"),
     [
@@ -117,6 +146,10 @@ def _no_sources(root: Path) -> Path:
         (_corrupt_gzip, "neither a directory nor a tar archive"),
         (_truncated_archive, "cannot read corpus source"),
         (_no_sources, "holds no .c/.h files"),
+        (lambda _: Path("/dev/zero"), "'/dev/zero' is not a regular file or a directory"),
+        (_fifo, "is not a regular file or a directory"),
+        (_traversal, "member '../up.c' outside the archive; refusing it"),
+        (_absolute, "member '/etc/x.c' outside the archive"),
     ],
 )
 def test_bad_source_fails_in_one_line(tmp_path: Path, make, match: str) -> None:
@@ -129,45 +162,129 @@ def test_bad_source_fails_in_one_line(tmp_path: Path, make, match: str) -> None:
 # --- reading, cap, order -----------------------------------------------------------------------
 
 
-def test_directory_reads_sorted_c_and_h_only(tmp_path: Path) -> None:
+def test_directory_reads_c_and_h_only(tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "src")
-    (tree / "link.h").symlink_to(tree / "a.c")  # symlinks are skipped, as tar members would be
+    (tree / "link.h").symlink_to(tree / "a.c")  # symlinks are skipped, as tar members are
+    os.mkfifo(tree / "pipe.c")  # not a regular file: skipped, never opened (it would block)
     corpus = L.build_corpus(str(tree), 1.0, tmp_path / "data")
-    assert corpus.text == sorted_source()
+    assert corpus.text == expected_corpus()
     assert corpus.manifest["files"] == 4
-    assert corpus.manifest["sha256"] == hashlib.sha256(sorted_source()).hexdigest()
-    assert corpus.manifest["bytes"] == len(sorted_source())
+    assert corpus.manifest["sha256"] == hashlib.sha256(expected_corpus()).hexdigest()
+    assert corpus.manifest["bytes"] == len(expected_corpus())
 
 
 @pytest.mark.parametrize("cap", [1, 100, 450, 900, 1330, 10_000])
-def test_size_cap_keeps_the_sorted_prefix(tmp_path: Path, cap: int) -> None:
+def test_size_cap_keeps_the_first_ranked_bytes_in_path_order(tmp_path: Path, cap: int) -> None:
     tree = make_tree(tmp_path / "src")
     corpus = L.build_corpus(str(tree), cap / L.MEGABYTE, tmp_path / "data")
-    assert corpus.text == sorted_source()[:cap]
+    assert corpus.text == expected_corpus(cap=cap)
+    assert len(corpus.text) == min(cap, len(expected_corpus()))
+    assert corpus.manifest["selected_files"] == sorted(corpus.manifest["selected_files"])
+
+
+def test_whole_source_under_the_cap_is_every_file_in_path_order(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src")
+    corpus = L.build_corpus(str(tree), 1.0, tmp_path / "data")
+    sources = sorted(k for k in FILES if k.endswith((".c", ".h")))
+    assert corpus.text == b"".join(FILES[k] for k in sources)
+    assert corpus.manifest["selected_files"] == sources
 
 
 @pytest.mark.parametrize("mode", ["w:gz", "w:xz", "w"])
 @pytest.mark.parametrize("cap", [300, 10_000])
 def test_tarball_equals_directory(tmp_path: Path, mode: str, cap: int) -> None:
-    """Members come unsorted; the bounded streaming selection still yields the sorted prefix."""
+    """Members come unsorted; the bounded streaming selection picks what the directory does."""
     tree = make_tree(tmp_path / "src")
     archive = make_tar(tmp_path / "src.tar.any", FILES, mode)
     from_dir = L.build_corpus(str(tree), cap / L.MEGABYTE, tmp_path / "d1")
     from_tar = L.build_corpus(str(archive), cap / L.MEGABYTE, tmp_path / "d2")
-    assert from_tar.text == from_dir.text == sorted_source()[:cap]
+    assert from_tar.text == from_dir.text == expected_corpus(cap=cap)
     assert from_tar.manifest["source_kind"] == "tarball"
+    assert from_tar.manifest["source_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert from_tar.manifest["selected_files"] == from_dir.manifest["selected_files"]
 
 
-def test_first_files_reads_only_what_it_keeps() -> None:
-    reads = []
+def test_link_members_are_never_followed_and_are_counted(tmp_path: Path) -> None:
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, data in FILES.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for kind, name in ((tarfile.SYMTYPE, "sym.c"), (tarfile.LNKTYPE, "hard.h")):
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = kind, "a.c"
+            tar.addfile(link)
+    corpus = L.build_corpus(str(archive), 1.0, tmp_path / "data")
+    assert corpus.text == expected_corpus()
+    assert corpus.manifest["skipped_links"] == 2
+    assert "sym.c" not in corpus.manifest["selected_files"]
+
+
+def test_source_kernel_takes_the_newest_debian_tarball(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(L, "KERNEL_TARBALLS", str(tmp_path / "linux-source-*.tar.xz"))
+    with pytest.raises(ValueError, match=r"apt-get install linux-source-6\.12") as err:
+        L.build_corpus("kernel", 1.0, tmp_path / "data")
+    assert "\n" not in str(err.value)
+    make_tar(tmp_path / "linux-source-6.1.tar.xz", {"old.c": b"int old;"}, "w:xz")
+    newest = make_tar(tmp_path / "linux-source-6.12.tar.xz", FILES, "w:xz")
+    corpus = L.build_corpus("kernel", 1.0, tmp_path / "data")
+    assert corpus.manifest["source"] == str(newest)
+    assert corpus.text == expected_corpus()
+
+
+def test_select_files_reads_only_what_can_still_be_kept() -> None:
+    reads: list[tuple[str, int]] = []
 
     def entry(name: str, size: int):
-        return name, lambda: reads.append(name) or b"x" * size
+        def read(n: int) -> bytes:
+            reads.append((name, n))
+            return b"x" * min(n, size)
 
-    entries = [entry(n, 10) for n in ("c", "a", "d", "b", "e")]
-    kept = L.first_files(entries, 25)
-    assert [n for n, _ in kept] == ["a", "b", "c"]
-    assert "e" not in reads  # a, b, c already held 25 bytes when e came
+        return name, read
+
+    names = [f"f{i}.c" for i in range(8)]
+    by_rank = sorted(names, key=_sha256_of)
+    entries = [entry(n, 10) for n in reversed(by_rank)]  # worst order: best-ranked last
+    kept = L.select_files(entries, 25)
+    assert [n for n, _ in kept] == sorted(by_rank[:3])
+    assert sorted(len(d) for _, d in kept) == [5, 10, 10]  # the third-ranked file is cut
+    assert all(n <= 25 for _, n in reads)
+    # once the best three are in, later (worse-ranked) files are never read ...
+    late = L.select_files([*[entry(n, 10) for n in by_rank], entry(by_rank[-1] + "x", 10)], 25)
+    assert [n for n, _ in late] == sorted(by_rank[:3])
+    assert reads[-1][0] == by_rank[2] and reads[-1][1] == 5  # ... and the cut one only in part
+
+
+def test_huge_sparse_file_in_a_directory_is_read_only_as_far_as_needed(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src")
+    with (tree / "huge.c").open("wb") as handle:
+        handle.truncate(20 * 2**30)  # 20 GiB of holes: costs no disk, would cost memory
+    tracemalloc.start()
+    try:
+        corpus = L.build_corpus(str(tree), 0.002, tmp_path / "data")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(corpus.text) == 2000 and peak < 20 * 2**20
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar to write sparse members")
+def test_huge_sparse_member_in_a_tarball_is_read_only_as_far_as_needed(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "src")
+    with (tree / "huge.c").open("wb") as handle:
+        handle.truncate(4 * 2**30)
+        handle.write(b"int tail;\n")  # data after the hole, so the member is not all holes
+    archive = tmp_path / "sparse.tar.gz"
+    subprocess.run(["tar", "-cSzf", str(archive), "-C", str(tree), "."], check=True)
+    assert archive.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        corpus = L.build_corpus(str(archive), 0.002, tmp_path / "data")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(corpus.text) == 2000 and peak < 20 * 2**20
 
 
 # --- cache ---------------------------------------------------------------------------------------
@@ -335,7 +452,7 @@ def test_prepare_corpus_script(tmp_path: Path, capsys: pytest.CaptureFixture[str
         sys.argv = old
     printed = capsys.readouterr().out
     manifest = json.loads(printed[printed.index("{") :])
-    assert manifest["sha256"] == hashlib.sha256(sorted_source()).hexdigest()
+    assert manifest["sha256"] == hashlib.sha256(expected_corpus()).hexdigest()
 
 
 def test_dataset_yaml_lists_exactly_the_builder_options() -> None:

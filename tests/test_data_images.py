@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import pickle
 import re
 import urllib.error
@@ -110,6 +111,36 @@ def test_train_batch_is_a_pure_function_of_seed_and_step(tmp_path: Path) -> None
         val_size=0.25,
     )
     assert not torch.equal(x0, other_seed.train_batch(3)[0])
+
+
+def test_augmentation_draws_anew_every_step_and_again_on_resume() -> None:
+    """A training set of one image repeated: batches then differ only by their crops and flips,
+    which must change from step to step (within and across epochs) and be the same for a
+    fresh task (a resumed run) at the same step. Each crop is one of the 9 x 9 x 2 possible."""
+    image = random_images(1, seed=3)
+    copies = (image.expand(40, -1, -1, -1).clone(), torch.zeros(40, dtype=torch.long))
+    test = (image.clone(), torch.zeros(1, dtype=torch.long))
+
+    def task() -> ImageTask:
+        return ImageTask(
+            name="one-image", source="test", num_classes=2, train=copies, test=test,
+            device=CPU, seed=0, batch_size=13, val_size=1, preprocess="none",
+        )  # fmt: skip
+
+    first, resumed = task(), task()
+    assert first.steps_per_epoch == 3
+    batches = [first.train_batch(step)[0] for step in range(7)]
+    for a, b in itertools.combinations(batches, 2):
+        assert not torch.equal(a, b)
+    assert torch.equal(resumed.train_batch(5)[0], batches[5])
+    possible = {
+        reference_crop_flip(image[0], top, left, flip, pad=4).float().div(255).numpy().tobytes()
+        for top in range(9)
+        for left in range(9)
+        for flip in (False, True)
+    }
+    seen = as_rows(torch.cat(batches))
+    assert seen <= possible and len(seen) > 30
 
 
 def test_augmented_batches_are_cropped_flipped_pixels_in_unit_range(tmp_path: Path) -> None:

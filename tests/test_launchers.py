@@ -24,7 +24,8 @@ def _results(root: Path) -> dict[str, dict]:
     time_s); under "" the sweep directory's own files."""
 
     def rows(path: Path) -> list[dict]:
-        return [{k: v for k, v in row.items() if k != "time_s"} for row in read_csv(path)]
+        clocks = ("time_s", "cpu_s")
+        return [{k: v for k, v in row.items() if k not in clocks} for row in read_csv(path)]
 
     out: dict[str, dict] = {"": {"files": sorted(p.name for p in root.iterdir() if p.is_file())}}
     for run in sorted(p for p in root.iterdir() if (p / "summary.json").is_file()):
@@ -68,6 +69,15 @@ def test_joblib_sweep_equals_the_sequential_sweep(sweep):
     assert {r["status"] for r in runs} == {"completed"}
     assert {r["threads"] for r in runs} == {1}  # trainer.threads=1 (TINY) beats cores // n_jobs
     assert parallel == sequential  # CPU, one thread each: every logged number bit for bit
+
+
+def test_joblib_jobs_list_their_run_directories_for_the_sweeps_report(sweep, tmp_path):
+    """The report callback travels pickled to the joblib workers; each job adds its run
+    directory to its sweep's job list, which the end-of-sweep report reads."""
+    sweep("parallel", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    (listed,) = (tmp_path / "parallel" / "sweep" / ".sweeps").iterdir()
+    assert {p.read_text().strip() for p in listed.iterdir()} == RUNS
+    assert sorted(p.name for p in listed.iterdir()) == ["0", "1", "2", "3"]
 
 
 @pytest.mark.skipif(not SUBMITIT, reason="hydra-submitit-launcher is not installed")

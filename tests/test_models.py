@@ -156,6 +156,76 @@ def test_weight_layers_follow_forward_order_with_their_units(build, options):
         assert (following[:1] or [None])[0] is unit
 
 
+def layer_list(model: nn.Module) -> list[str]:
+    """The model as a paper writes its layer list: every layer in the order the forward pass
+    runs it, convs with kernel and padding, pools with kernel/stride, dropout with its p."""
+
+    def name(m: nn.Module) -> str:
+        if isinstance(m, Activation):
+            return "unit"
+        if isinstance(m, nn.Conv2d):
+            return f"conv{m.kernel_size[0]}p{m.padding[0]}"
+        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            kind = "max" if isinstance(m, nn.MaxPool2d) else "avg"
+            return f"{kind}pool{m.kernel_size}/{m.stride}{'c' if m.ceil_mode else ''}"
+        if isinstance(m, nn.Dropout):
+            return f"dropout{m.p}"
+        short = {nn.Linear: "fc", nn.AdaptiveAvgPool2d: "gap", nn.Flatten: "flatten"}
+        return short.get(type(m), type(m).__name__)
+
+    return [name(m) for m in forward_trace(model)]
+
+
+def test_nin_layer_list_is_the_caffe_prototxts():
+    """conv1 cccp1 cccp2 | max pool 3/2, dropout | conv2 cccp3 cccp4 | avg pool 3/2, dropout |
+    conv3 cccp5 cccp6 | global average pool (Lin et al. 2014; the MPELU authors' prototxts)."""
+    block = ["conv{}p{}", "unit", "conv1p0", "unit", "conv1p0", "unit"]
+
+    def convs(kernel: int) -> list[str]:
+        return [block[0].format(kernel, kernel // 2), *block[1:]]
+
+    expected = [
+        *convs(5), "maxpool3/2c", "dropout0.5",
+        *convs(5), "avgpool3/2c", "dropout0.5",
+        *convs(3), "gap", "flatten",
+    ]  # fmt: skip
+    assert layer_list(nin(**TINY_NIN)) == expected
+    assert layer_list(nin(**TINY_NIN, final_activation=False)) == expected[:-3] + expected[-2:]
+    assert layer_list(nin(**TINY_NIN, dropout=0.2)).count("dropout0.2") == 2
+
+
+def test_plainnet_layer_list():
+    """Stem, stages entered by max pooling, 2x2 convs alternating pad 0 and 1, global average
+    pool, then every hidden FC followed by its unit and dropout, and a linear classifier."""
+    expected = [
+        "conv3p1", "unit",
+        "maxpool2/2", "conv2p0", "unit", "conv2p1", "unit",
+        "maxpool2/2", "conv2p0", "unit", "conv2p1", "unit", "conv2p0", "unit",
+        "gap", "flatten", "fc", "unit", "dropout0.5", "fc",
+    ]  # fmt: skip
+    assert layer_list(plainnet(**TINY_PLAIN)) == expected
+    two_fcs = layer_list(plainnet(**{**TINY_PLAIN, "depth": 9, "fc_widths": [12, 12]}))
+    assert two_fcs[-7:] == ["fc", "unit", "dropout0.5", "fc", "unit", "dropout0.5", "fc"]
+
+
+@pytest.mark.parametrize(("build", "options"), [(nin, TINY_NIN), (plainnet, TINY_PLAIN)])
+def test_dropout_acts_in_training_only(build, options):
+    """Against a twin with the same weights and no dropout: training-mode outputs differ from
+    it (and from call to call), evaluation-mode outputs equal it."""
+    torch.manual_seed(0)
+    model = build(**options, dropout=0.5)
+    twin = build(**options, dropout=0.0)
+    twin.load_state_dict(model.state_dict())
+    twin.eval()
+    x = torch.randn(4, 3, 32, 32)
+    reference = twin(x)
+    model.train()
+    first, second = model(x), model(x)
+    assert not torch.allclose(first, reference) and not torch.allclose(first, second)
+    model.eval()
+    assert torch.equal(model(x), reference)
+
+
 def registered_and_test_units():
     """Every registered unit by name, plus the two channel-changing test units."""
     units = [

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -84,13 +85,27 @@ def unit(name: str, **settings: Any) -> dict[str, Any]:
 #: Caffe's default multipliers for learnable unit parameters: lr_mult 1, decay_mult 1.
 CAFFE_MULTS = {"optimizer__act_lr_mult": 1.0, "optimizer__act_weight_decay_mult": 1.0}
 RELU, ELU = unit("relu", **CAFFE_MULTS), unit("elu", **CAFFE_MULTS)
-PRELU = unit("prelu", activation__init=0.25, activation__channelwise=True, **CAFFE_MULTS)
+PRELU = unit(
+    "prelu",
+    activation__init=0.25,
+    activation__channelwise=True,
+    activation__clip=False,
+    **CAFFE_MULTS,
+)
+#: cxxnet's PReLU (Xu et al.'s code): slopes clipped to [0, 1], updated as biases (lr x2, no decay).
+PRELU_CXXNET = unit(
+    "prelu",
+    activation__init=0.25,
+    activation__clip=True,
+    optimizer__act_lr_mult=2.0,
+    optimizer__act_weight_decay_mult=0.0,
+)
 #: Xu et al.: Leaky ReLU "a = 100" and "a = 5.5" are slopes 1/100 and 1/5.5; RReLU a ~ U(3, 8).
 XU_UNITS = (
     RELU,
     unit("lrelu", activation__slope=1 / 100),
     unit("lrelu", activation__slope=1 / 5.5),
-    PRELU,
+    PRELU_CXXNET,
     unit("rrelu", activation__lower=3.0, activation__upper=8.0),
 )
 #: nin_m2pelu_gauss: alpha 0.25, beta 1, lr_mult 2, decay_mult 5.
@@ -100,6 +115,14 @@ MPELU_NIN = unit(
     activation__beta=1.0,
     optimizer__act_lr_mult=2.0,
     optimizer__act_weight_decay_mult=5.0,
+)
+#: nin_mpelu_gauss (train.sh's default): alpha 1, beta 1, lr_mult 2, decay_mult 0.
+MPELU_NIN_GAUSS = unit(
+    "mpelu",
+    activation__alpha=1.0,
+    activation__beta=1.0,
+    optimizer__act_lr_mult=2.0,
+    optimizer__act_weight_decay_mult=0.0,
 )
 #: layer30_mpelu_taylor: alpha 1, beta 1, lr_mult 1, decay_mult 0.
 MPELU_PLAIN = unit(
@@ -120,8 +143,8 @@ NIN_CAFFE = {
     "optimizer.lr": 0.1,
     "optimizer.momentum": 0.9,
     "optimizer.weight_decay": 1e-4,
-    "optimizer.bias_weight_decay": False,
     "dataset.batch_size": 128,
+    "dataset.crop_size": 28,
     "dataset.preprocess": "gcn_zca",
     "schedule.name": "multistep",
     "schedule.milestones": [100000],
@@ -149,10 +172,16 @@ INTENDED: dict[str, Intent] = {
     ),
     "gru_linux_tlu": Intent(
         (axis("activation.name", "tanh", "sigmoid", "lrelu", "elu", "tlu"), seeds(1, 2)),
-        {"model.name": "chargru", "dataset.name": "linux"},
+        {
+            "model.name": "chargru",
+            "dataset.name": "linux",
+            "dataset.carry_across_epochs": True,
+            "trainer.divergence_check": "step",
+            "dataset.source": "kernel",
+        },
     ),
     "nin_cifar10_mpelu": Intent(
-        ((RELU, PRELU, ELU, MPELU_NIN), seeds(1, 2, 3, 4, 5)),
+        ((RELU, PRELU, ELU, MPELU_NIN, MPELU_NIN_GAUSS), seeds(1, 2, 3, 4, 5)),
         {**NIN_CAFFE, "dataset.name": "cifar10", "dataset.augment": True},
     ),
     "nin_cifar10_rectifiers": Intent(
@@ -383,3 +412,86 @@ CIFAR_STUDIES = [
 @pytest.mark.parametrize("study", CIFAR_STUDIES)
 def test_every_cifar_study_has_a_cpu_variant(study):
     assert f"{study}_cpu" in PRESETS
+
+
+# ---------------------------------------------------------------------------------------------
+# The authors' solver multipliers and fillers, read from each composed job (experiments.optim)
+
+
+def _unit_jobs(preset: str) -> list[dict[str, Any]]:
+    """One composed config per distinct job but for the seed."""
+    seen: dict[tuple[str, ...], dict[str, Any]] = {}
+    for job in _jobs(preset):
+        seen.setdefault(tuple(o for o in job.overrides if not o.startswith("seed=")), job.config)
+    return list(seen.values())
+
+
+def _built(config: dict[str, Any], num_outputs: int) -> tuple[Any, Any]:
+    """(model, optimizer) of a composed job, without its data."""
+    import activations
+    from experiments.models import build_model
+    from experiments.optim import build_optimizer
+
+    unit = dict(config["activation"])
+    act = functools.partial(activations.build, unit.pop("name"), **unit)
+    arch = dict(config["model"])
+    model = build_model(arch.pop("name"), act, num_outputs=num_outputs, in_channels=3, **arch)
+    return model, build_optimizer(model, config["optimizer"])
+
+
+def _lr_wd(optimizer: Any, param: Any) -> tuple[float, float]:
+    (group,) = [g for g in optimizer.param_groups if any(p is param for p in g["params"])]
+    return group["base_lr"], group["weight_decay"]
+
+
+NIN_PRESETS = [p for p in PRESETS if p.startswith(("nin_cifar10_", "nin_cifar100_"))]
+
+
+@pytest.mark.parametrize("preset", NIN_PRESETS)
+def test_nin_presets_have_the_prototxt_multipliers(preset):
+    """nin_*_gauss.prototxt: every conv weight lr_mult 1 decay_mult 1, bias lr_mult 2 decay_mult
+    0 (:40-47), cccp6 weight and bias lr_mult 0.1 (:339-346)."""
+    for config in _unit_jobs(preset):
+        lr, wd = config["optimizer"]["lr"], config["optimizer"]["weight_decay"]
+        model, optimizer = _built(config, 100 if "cifar100" in preset else 10)
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert len(convs) == 9
+        for conv in convs[:-1]:
+            assert _lr_wd(optimizer, conv.weight) == pytest.approx((lr, wd))
+            assert _lr_wd(optimizer, conv.bias) == pytest.approx((2 * lr, 0.0))
+        cccp6 = convs[-1]
+        assert _lr_wd(optimizer, cccp6.weight) == pytest.approx((0.1 * lr, wd))
+        assert _lr_wd(optimizer, cccp6.bias) == pytest.approx((0.1 * lr, 0.0))
+
+
+PLAIN_PRESETS = [p for p in PRESETS if p.startswith(("plain30_init", "depth_saturation"))]
+
+
+@pytest.mark.parametrize("preset", PLAIN_PRESETS)
+def test_plain_net_presets_give_every_bias_lr_x2_and_no_decay(preset):
+    """layer30_*_withoutBN.prototxt: every conv and FC bias lr_mult 2, decay_mult 0 (:72-73)."""
+    for config in _unit_jobs(preset):
+        lr, wd = config["optimizer"]["lr"], config["optimizer"]["weight_decay"]
+        model, optimizer = _built(config, 10)
+        for layer, _ in model.weight_layers():
+            assert _lr_wd(optimizer, layer.bias) == pytest.approx((2 * lr, 0.0))
+            assert _lr_wd(optimizer, layer.weight) == pytest.approx((lr, wd))
+
+
+@pytest.mark.parametrize("preset", ["plain30_init", "plain30_init_cpu"])
+def test_plain30_classifier_init_does_not_follow_the_variance_mode(preset):
+    """The prototxts' fc3 is Gaussian 0.001 (ReLU file, :1077) or 0.01 (PReLU/ELU/MPELU files)
+    whatever the convs' variance mode: the same std under he_fan_in, he_fan_out, he_average."""
+    from experiments.inits import initialize
+
+    expected = {"relu": 0.001, "prelu": 0.01, "elu": 0.01, "mpelu": 0.01}
+    for config in _unit_jobs(preset):
+        if config["init"]["name"] not in HE_MODES:
+            continue
+        torch.manual_seed(0)
+        model, _ = _built(config, 10)
+        initialize(model, config["init"]["name"])
+        classifier = model.weight_layers()[-1][0]
+        assert isinstance(classifier, torch.nn.Linear)
+        std = expected[config["activation"]["name"]]
+        assert classifier.weight.std().item() == pytest.approx(std, rel=0.1)

@@ -7,6 +7,7 @@ import json
 import math
 import re
 import runpy
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -15,16 +16,19 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+import scipy.stats
 import yaml
 from omegaconf import OmegaConf
 
 from experiments.report import figures, style
+from experiments.report.build import write_report
 from experiments.report.callback import ReportCallback
 from experiments.report.claims import judge, parse_claim
 from experiments.report.groups import group_runs, select
 from experiments.report.published import PUBLISHED_DIR, TAGS, available, load, parse
 from experiments.report.runs import ReportError, Run, find_runs
 from experiments.report.settings import from_config
+from experiments.report.stats import converged, group_frame, run_stats
 from experiments.report.tables import compare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +43,8 @@ STATS = ("final_val", "best_val", "final_test", "final_train_loss", "steps", "ti
 @dataclass
 class Study:
     root: Path  # the study directory (results/<experiment>)
-    report: Path  # written by the end-of-sweep callback
+    report: Path  # both sweeps' runs, combined on purpose by write_report
+    sweep_report: Path  # written by the second sweep's end-of-sweep callback
     report_after_first_sweep: bool
 
 
@@ -86,13 +91,19 @@ CLAIMS = (
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     """3 activations x 2 seeds (report=false), then one forced divergence (lr 1e6) whose
-    sweep's callback reports the whole directory."""
+    sweep's callback reports that sweep alone; the whole directory is reported on purpose."""
     results = tmp_path_factory.mktemp("results")
     root = results / "tiny"
     _sweep(results, "activation=relu,elu,prelu", "seed=0,1", "report=false")
     first = (root / "report").exists()
     _sweep(results, "activation=relu", "seed=0", "optimizer.lr=1e6", "run_name=relu-lr1e6", CLAIMS)
-    return Study(root=root, report=root / "report", report_after_first_sweep=first)
+    combined = write_report([root], results / "combined")
+    return Study(
+        root=root,
+        report=combined.parent,
+        sweep_report=root / "report",
+        report_after_first_sweep=first,
+    )
 
 
 def _expected(root: Path) -> pd.DataFrame:
@@ -130,7 +141,21 @@ def test_sweeps_made_the_runs_and_the_callback_reported(study):
     assert (runs["status"] == "diverged").sum() == 1
     assert (runs.loc[runs["group"] == "relu lr=1e+06", "status"] == "diverged").all()
     assert not study.report_after_first_sweep  # report=false
-    assert (study.report / "README.md").is_file()  # on by default
+    assert (study.sweep_report / "README.md").is_file()  # on by default
+
+
+def test_a_sweeps_report_holds_only_its_own_runs(study):
+    """The older sweep's six runs share the experiment folder but not the second sweep."""
+    per_run = pd.read_csv(study.sweep_report / "runs.csv")
+    assert per_run["run"].tolist() == ["relu-lr1e6"]
+    page = (study.sweep_report / "README.md").read_text()
+    assert re.search(r"Scope: the 1 run\(s\) of sweep \d{8}T\d{6}-\d+ \(job list: ", page)
+    first, second = sorted((study.root / ".sweeps").iterdir())  # ids start with the UTC time
+    assert len(list(first.iterdir())) == 6  # report=false still lists its jobs
+    assert [p.read_text() for p in second.iterdir()] == ["relu-lr1e6\n"]
+    assert second.name in page
+    combined = (study.report / "README.md").read_text()
+    assert f"Scope: every run under {study.root} (7 runs)" in combined
 
 
 def test_every_table_value_equals_pandas_from_the_csvs(study):
@@ -203,16 +228,20 @@ def test_the_diverged_run_is_marked(study):
 
 def _verdicts(page: str) -> dict[str, str]:
     rows = [line.split(" | ") for line in page.splitlines() if "| **" in line]
-    return {row[0].lstrip("| "): row[1].strip("*") for row in rows}
+    return {row[1]: row[2].strip("*") for row in rows}
 
 
 def test_claims_from_the_preset_are_judged_both_ways(study):
     expected = _expected(study.root)
     done = expected[expected["status"] == "completed"].groupby("group")["final_train_loss"]
-    relu_first = done.mean()["relu lr=0.1"] < done.mean()["elu lr=0.1"]
+    relu, elu = done.get_group("relu lr=0.1"), done.get_group("elu lr=0.1")
+    relu_first = relu.mean() < elu.mean()
+    significant = scipy.stats.ttest_ind(relu, elu, equal_var=False).pvalue < 0.05
+    won = "held" if significant else "direction held, not significant (n = 2, 2)"
+    lost = "contradicted" if significant else "direction reversed, not significant (n = 2, 2)"
     verdicts = _verdicts((study.report / "README.md").read_text())
-    assert verdicts["relu < elu in train loss"] == ("held" if relu_first else "did not hold")
-    assert verdicts["elu < relu in train loss"] == ("did not hold" if relu_first else "held")
+    assert verdicts["relu < elu in train loss"] == (won if relu_first else lost)
+    assert verdicts["elu < relu in train loss"] == (lost if relu_first else won)
     assert verdicts["relu names two groups"] == "ambiguous"
     assert verdicts["lr 1e6 diverges"] == "held"
     assert verdicts["lr 1e6 converges"] == "did not hold"
@@ -356,17 +385,51 @@ def test_groups_sort_numbers_by_value():
 
 
 def test_train_loss_at_equal_time_interpolates_at_the_shortest_run():
+    """Old runs (no cpu_s): wall time; n = 1 per group is too few for a test."""
     fast = _run({"activation.name": "tlu"}, losses=[2.0, 1.0, 0.5], times=[0, 10, 20])
     slow = _run({"activation.name": "tanh"}, losses=[2.0, 1.6], times=[0, 16])
     groups, _ = group_runs([fast, slow])
     claim = parse_claim({"text": "t", "order": ["tlu", "tanh"], "metric": "train_loss_at_time"})
     verdict = judge(claim, groups, "bpc")
-    assert verdict.verdict == "held"
+    assert verdict.verdict == "not enough runs"
     # tlu at 16 s: 1.0 + 0.6 * (0.5 - 1.0) = 0.7; tanh ends there at 1.6
-    assert verdict.measured == "tlu 0.7000 (1) < tanh 1.6000 (1) at time 16 s"
-    assert verdict.notes == ["one run only (tlu, tanh): no spread to compare"]
+    assert verdict.measured == "tlu 0.7000 (1) < tanh 1.6000 (1) at wall time 16 s"
+    assert verdict.notes == [
+        "wall time: some runs logged no CPU time (made before it was)",
+        "one run only (tlu, tanh): no spread to compare",
+        "fewer than 2 completed runs with a value: tlu, tanh",
+    ]
+
+
+def test_equal_time_claims_read_cpu_time_and_name_contended_runs():
+    """One tlu seed waited for the CPU (wall 100 s for 20 CPU s): compared on CPU time."""
+    runs = []
+    for seed, losses, wall in (
+        (0, [2.0, 1.0, 0.5], [0, 10, 20]),
+        (1, [2.0, 1.1, 0.6], [0, 50, 100]),
+    ):
+        run = _run({"activation.name": "tlu", "seed": seed}, losses=losses, times=wall)
+        run.metrics["cpu_s"] = [0.0, 10.0, 20.0]
+        run.summary.update(train_time_s=wall[-1], train_cpu_s=20.0, threads=1)
+        runs.append(run)
+    for seed, last in ((0, 1.6), (1, 1.7)):
+        run = _run({"activation.name": "tanh", "seed": seed}, losses=[2.0, last], times=[0, 16])
+        run.metrics["cpu_s"] = [0.0, 16.0]
+        run.summary.update(train_time_s=16.0, train_cpu_s=16.0, threads=1)
+        runs.append(run)
+    groups, _ = group_runs(runs)
+    claim = parse_claim({"text": "t", "order": ["tlu", "tanh"], "metric": "train_loss_at_time"})
+    verdict = judge(claim, groups, "bpc")
+    # at CPU 16 s: tlu 0.7 and 1.1 + 0.6 * (0.6 - 1.1) = 0.8; tanh 1.6 and 1.7
+    assert verdict.measured == "tlu 0.7500 ± 0.0707 (2) < tanh 1.6500 ± 0.0707 (2) at CPU time 16 s"
+    expected = scipy.stats.ttest_ind([1.6, 1.7], [0.7, 0.8], equal_var=False)
+    (pair,) = verdict.pairs
+    assert pair.p == pytest.approx(expected.pvalue, rel=1e-9) and pair.p < 0.05
+    assert verdict.verdict == "held"
+    assert verdict.notes[0].startswith("1 of 4 runs were contended (CPU time below 75% of wall")
+    assert "r (20%)" in verdict.notes[0] and verdict.notes[0].endswith("(CPU time used)")
     reverse = parse_claim({"text": "t", "order": ["tanh", "tlu"], "metric": "train_loss_at_time"})
-    assert judge(reverse, groups, "bpc").verdict == "did not hold"
+    assert judge(reverse, groups, "bpc").verdict == "contradicted"
 
 
 def test_outcome_claims_and_missing_groups():
@@ -404,11 +467,105 @@ def test_a_classifier_that_sank_to_chance_did_not_converge():
     )
 
 
+@pytest.mark.parametrize(("last", "learned"), [(2.31, False), (2.29, False), (2.27, True)])
+def test_a_classifier_converged_only_a_margin_below_chance(last, learned):
+    """ln 10 = 2.3026; a loss just under it (2.29) is still chance, 1% under (2.2796) is not."""
+    run = _run({"activation.name": "elu"}, losses=[2.6, last])
+    run.summary["data"] = {"num_classes": 10}
+    assert converged(run) == learned
+
+
 def _with_test_error(run: Run, errors: list[float]) -> Run:
     run.evals = pd.DataFrame(
         {"step": 1, "epoch": 1, "time_s": 1.0, "split": "test", "loss": 1.0, "error": errors}
     )
     return run
+
+
+def test_run_stats_take_the_last_and_the_lowest_validation_value():
+    run = _run({"activation.name": "elu"}, losses=[2.0, 1.5, 1.2], times=[0.0, 4.0, 9.5])
+    run.evals = pd.DataFrame(
+        {
+            "step": [1, 2, 3, 3],
+            "epoch": [1, 2, 3, 3],
+            "time_s": 1.0,
+            "split": ["val", "val", "val", "test"],
+            "loss": 1.0,
+            "error": [0.5, 0.3, 0.4, 0.35],
+        }
+    )
+    assert run_stats(run) == {
+        "final_val": 0.4,
+        "best_val": 0.3,
+        "final_test": 0.35,
+        "final_train_loss": 1.2,
+        "steps": 2,
+        "time_s": 9.5,
+    }
+
+
+def test_group_aggregates_are_mean_and_sample_std_of_completed_runs():
+    """Three skewed seeds (mean and median differ), and a diverged run that must not count."""
+    errors, losses = [0.10, 0.12, 0.50], [1.0, 1.1, 1.9]
+    runs = [
+        _with_test_error(_run({"activation.name": "elu", "seed": s}, losses=[2.0, loss]), [e])
+        for s, (e, loss) in enumerate(zip(errors, losses, strict=True))
+    ]
+    runs.append(
+        _with_test_error(
+            _run({"activation.name": "elu", "seed": 9}, "diverged", [2.0, math.nan]), [0.9]
+        )
+    )
+    row = group_frame(group_runs(runs)[0]).iloc[0]
+    assert (row["runs"], row["completed"], row["diverged"]) == (4, 3, 1)
+    for stat, values in (("final_test", errors), ("final_train_loss", losses)):
+        assert row[f"{stat}_mean"] == pytest.approx(statistics.mean(values))
+        assert row[f"{stat}_std"] == pytest.approx(statistics.stdev(values))
+        assert row[f"{stat}_n"] == 3
+
+
+def test_an_outcome_claim_needs_every_finished_run_of_a_group():
+    """Two seeds of relu: one diverged, one converged. Neither outcome holds for the group."""
+    runs = [
+        _run({"activation.name": "relu", "seed": 0}, status="diverged", losses=[2.0, math.nan]),
+        _run({"activation.name": "relu", "seed": 1}, losses=[2.0, 1.0]),
+    ]
+    groups = group_runs(runs)[0]
+    for outcome in ("diverges", "converges"):
+        verdict = judge(parse_claim({"text": "t", outcome: ["relu"]}), groups, "error")
+        assert verdict.verdict == "did not hold"
+        assert "1/2" in verdict.measured
+
+
+def test_an_order_claim_on_tied_means_did_not_hold():
+    """The claim is a strict order: equal means (1.25 each) do not hold it either way."""
+    runs = [
+        _run({"activation.name": name, "seed": s}, losses=[3.0, loss])
+        for name, values in (("elu", [1.0, 1.5]), ("relu", [1.5, 1.0]))
+        for s, loss in enumerate(values)
+    ]
+    groups = group_runs(runs)[0]
+    for order in (["elu", "relu"], ["relu", "elu"]):
+        claim = parse_claim({"text": "t", "order": order, "metric": "final_train_loss"})
+        assert judge(claim, groups, "error").verdict == "did not hold"
+
+
+@pytest.mark.parametrize(("worse", "note"), [([1.5, 1.7], "overlap"), ([2.0, 2.2], "separated")])
+def test_order_claims_note_whether_mean_plus_minus_std_overlap(worse, note):
+    """elu 1.2 ± 0.28 against relu 1.6 ± 0.14 overlap (1.48 >= 1.46); against 2.1 ± 0.14 not."""
+    runs = [
+        _run({"activation.name": name, "seed": s}, losses=[3.0, loss])
+        for name, values in (("elu", [1.0, 1.4]), ("relu", worse))
+        for s, loss in enumerate(values)
+    ]
+    claim = parse_claim({"text": "t", "order": ["elu", "relu"], "metric": "final_train_loss"})
+    verdict = judge(claim, group_runs(runs)[0], "error")
+    assert verdict.verdict == "held"
+    expected = {
+        "overlap": "mean ± std overlap between elu and relu",
+        "separated": "neighbouring groups separated by more than their std",
+    }[note]
+    assert verdict.notes == [expected]
 
 
 def test_published_values_meet_only_the_same_setup():

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import activations
+from experiments import precision
 from experiments.config import ConfigError, validate
 from experiments.denormals import flush_denormals
 from experiments.rundir import RunDir, read_csv
@@ -121,11 +122,17 @@ def test_flush_denormal_is_set_and_recorded(tiny_config, tmp_path):
     assert (tiny * 1).item() > 0.0
 
 
-def test_bf16_on_cpu_warns_and_runs(tiny_config, tmp_path, caplog):
+@pytest.mark.parametrize(("flags", "warns"), [("fpu sse2 avx2", True), ("avx2 amx_bf16", False)])
+def test_bf16_on_cpu_runs_and_warns_only_without_native_bf16(
+    tiny_config, tmp_path, caplog, monkeypatch, flags, warns
+):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(precision, "CPUINFO", cpuinfo)
     with caplog.at_level(logging.WARNING, logger="actlab"):
-        assert run(tiny_config("trainer.precision=bf16"), tmp_path) == "completed"
-    assert "trainer.precision=bf16 on cpu" in caplog.text
-    assert all(math.isfinite(x) for x in _losses(tmp_path))
+        assert run(tiny_config("trainer.precision=bf16"), tmp_path / "run") == "completed"
+    assert ("trainer.precision=bf16 on cpu: this CPU lacks native bf16" in caplog.text) == warns
+    assert all(math.isfinite(x) for x in _losses(tmp_path / "run"))
 
 
 def test_cudnn_autotunes_unless_deterministic():
@@ -183,5 +190,7 @@ def test_bench_train_smoke(capsys, monkeypatch):
         ("chargru", "tanh"),  # the GRU's own unit is always measured
     ]
     assert all(rate > 0 for r in rows for rate in r.rates.values())
+    assert all("bf16" in r.rates for r in rows)
+    assert "channels_last" not in rows[1].rates and "eager" in rows[1].rates  # no conv maps
     out = capsys.readouterr().out
-    assert "reference" in out and "eager" in out
+    assert "reference" in out and "eager" in out and "xbf16" in out

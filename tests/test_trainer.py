@@ -20,7 +20,7 @@ import experiments.train
 from experiments import checkpoint
 from experiments.config import ConfigError, describe_error, validate
 from experiments.optim import build_schedule
-from experiments.rundir import RunDir, read_csv, truncate_csv
+from experiments.rundir import RunDir, RunDirError, read_csv, truncate_csv
 from experiments.train import run
 from experiments.trainer import Interrupted, build, planned_steps
 
@@ -29,7 +29,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["model"]
 
 
-def _rows(path: Path, drop: tuple[str, ...] = ("time_s",)) -> list[dict[str, str]]:
+def _rows(path: Path, drop: tuple[str, ...] = ("time_s", "cpu_s")) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k not in drop} for row in read_csv(path)]
 
 
@@ -117,6 +117,25 @@ def test_multistep_counts_epochs_as_steps():
     assert [schedule(s) for s in (0, 19, 20, 34, 35)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
 
 
+def test_multistep_lr_reaches_every_group_at_each_milestone(tiny_config, tmp_path):
+    """Each step's lr is base x gamma^(milestones passed), per group, never compounded on the
+    previous lr; metrics.csv logs the lr the logged step ran with."""
+    cfg = tiny_config(
+        "schedule=multistep",
+        "schedule.milestones=[1,2]",
+        "trainer.log_every=1",
+        "activation=prelu",
+        "optimizer.lr=0.1",
+        "optimizer.act_lr_mult=5",
+    )
+    assert run(cfg, tmp_path) == "completed"
+    logged = [float(r["lr"]) for r in read_csv(RunDir(tmp_path).metrics)]
+    assert logged == pytest.approx([0.1, 0.01, 0.001, 0.001])
+    final = torch.load(RunDir(tmp_path).checkpoint, weights_only=True)["optimizer"]
+    lrs = sorted(g["lr"] for g in final["param_groups"])
+    assert lrs == pytest.approx([0.001, 0.001, 0.005])
+
+
 def test_exponential_matches_char_rnn_decay():
     """train.lua: after iteration i (from 1), if i % ntrain == 0 and i / ntrain >= decay_after,
     lr *= decay; iteration i uses the rate set before it, i.e. our step i - 1."""
@@ -164,6 +183,7 @@ def test_gradient_clipping_bounds_one_sgd_update(tiny_config, tmp_path):
     by_norm = update("norm", "trainer.grad_clip_norm=1e-3")
     assert free.abs().max() > 1e-3 and free.norm() > 1e-2
     assert by_value.abs().max() <= 1e-4 * 1.001  # float32 differences of O(1) weights
+    torch.testing.assert_close(by_value, free.clamp(-1e-4, 1e-4), atol=1e-6, rtol=0)
     assert by_norm.norm() == pytest.approx(1e-3, rel=1e-3)
     logged = float(read_csv(RunDir(tmp_path / "free").metrics)[0]["grad_norm"])
     assert logged == pytest.approx(free.norm().item(), rel=1e-4)
@@ -187,6 +207,47 @@ def test_huge_learning_rate_diverges_with_its_step(tiny_config, tmp_path):
     loss = float(last["train_loss"])
     first = float(read_csv(RunDir(tmp_path).metrics)[0]["train_loss"])
     assert not math.isfinite(loss) or loss > 3 * min(first, math.log(10))
+
+
+def _script_losses(losses: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the next run()'s training loss at step s equal ``losses[s]`` (the real loss times
+    zero plus the value, so backward still runs through the model)."""
+    real_build = experiments.train.build
+
+    def build_scripted(cfg):
+        parts = real_build(cfg)
+        real_loss = parts.task.training_loss
+
+        def training_loss(model, batch, step):
+            return real_loss(model, batch, step) * 0 + losses[step]
+
+        parts.task.training_loss = training_loss
+        return parts
+
+    monkeypatch.setattr(experiments.train, "build", build_scripted)
+
+
+@pytest.mark.parametrize(
+    ("losses", "factor", "status", "diverged_step"),
+    [
+        ([2.0, 5.9, 6.0, 5.0], "3", "completed", None),  # up to factor x first: not diverged
+        ([2.0, 5.0, 6.5, 1.0], "3", "diverged", 3),  # just above it, later recovering
+        ([2.0, 5.0, 6.5, 1.0], "4", "completed", None),
+        ([2.0, 9.0, 100.0, 1.0], "null", "completed", None),  # the check switched off
+        ([2.0, math.inf, 1.0, 1.0], "null", "diverged", 2),  # but never for inf or NaN
+        ([2.0, math.nan, 1.0, 1.0], "null", "diverged", 2),
+    ],
+)
+def test_divergence_is_a_finite_loss_above_factor_times_the_first(
+    losses, factor, status, diverged_step, tiny_config, tmp_path, monkeypatch
+):
+    _script_losses(losses, monkeypatch)
+    cfg = tiny_config("trainer.log_every=1", f"trainer.divergence_factor={factor}")
+    assert run(cfg, tmp_path) == status
+    summary = RunDir(tmp_path).read_summary()
+    assert (summary["status"], summary["diverged_step"]) == (status, diverged_step)
+    logged = [float(r["train_loss"]) for r in read_csv(RunDir(tmp_path).metrics)]
+    assert logged == pytest.approx(losses[: diverged_step or len(losses)], nan_ok=True)
 
 
 def test_time_budget_stops_training_and_completes(tiny_config, tmp_path):
@@ -238,6 +299,27 @@ def test_sigterm_checkpoints_and_resume_equals_an_unbroken_run(tiny_config, tmp_
     assert _rows(cut.eval) == _rows(unbroken.eval)
     final, reference = _weights(cut.checkpoint), _weights(unbroken.checkpoint)
     assert all(torch.equal(final[k], reference[k]) for k in reference)
+
+
+def test_resume_keeps_the_first_loss_and_the_open_logging_window(
+    tiny_config, tmp_path, monkeypatch
+):
+    """Cut after step 3 with rows every 2 steps: the row at step 4 still averages steps 3 and
+    4, and divergence is still judged against step 1's loss (2.0), not the first loss after
+    the resume (0.5, which would make 1.85 > 3 x 0.5 a divergence)."""
+    losses = [2.0, 1.0, 1.0, 0.5, 1.8, 1.9]
+    cfg = tiny_config("trainer.log_every=2", "trainer.max_steps=6", "trainer.divergence_factor=3")
+    _script_losses(losses, monkeypatch)
+    _signal_at(2, monkeypatch)
+    with pytest.raises(Interrupted):
+        run(cfg, tmp_path)
+    monkeypatch.undo()
+    _script_losses(losses, monkeypatch)
+    assert run(cfg, tmp_path) == "completed"
+    rundir = RunDir(tmp_path)
+    assert rundir.read_summary()["resumed_at_steps"] == [3]
+    rows = [(int(r["step"]), float(r["train_loss"])) for r in read_csv(rundir.metrics)]
+    assert rows == [(2, 1.5), (4, 0.75), (6, pytest.approx(1.85))]
 
 
 def test_finished_run_is_skipped_and_resume_false_starts_over(tiny_config, tmp_path, caplog):
@@ -343,7 +425,7 @@ def test_truncate_drops_later_rows_and_a_torn_line(tmp_path):
 
 
 def test_run_directory_lock_is_exclusive(tmp_path):
-    busy = pytest.raises(RuntimeError, match="in use by another process")
+    busy = pytest.raises(RunDirError, match="in use by another process")
     with RunDir(tmp_path).lock(), busy, RunDir(tmp_path).lock():
         pass
     with RunDir(tmp_path).lock():  # released

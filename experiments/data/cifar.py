@@ -84,6 +84,7 @@ def _register(name: str, cls: type[CIFAR10], num_classes: int) -> None:
         preprocess: str = "standardize",
         augment: bool = True,
         download: bool = False,
+        crop_size: int | None = None,
     ) -> ImageTask:
         train, test = load_cifar(cls, Path(data_dir), boolean("download", download))
         return ImageTask(
@@ -99,6 +100,7 @@ def _register(name: str, cls: type[CIFAR10], num_classes: int) -> None:
             val_size=val_size,
             preprocess=preprocess,
             augment=augment,
+            crop_size=crop_size,
         )
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.data.augment import apply_crop_flip, draw_crop_flip
+from experiments.data.augment import apply_crop_flip, centre_crop, draw_crop_flip
 from experiments.data.preprocess import build_preprocess
 
 #: pixels of zero padding before the random crop back to full size (the standard CIFAR recipe).
@@ -85,6 +85,8 @@ class ImageTask:
         val_size: float = 5000,
         preprocess: str = "standardize",
         augment: bool = True,
+        crop_size: int | None = None,
+        flip: bool = True,
     ) -> None:
         (train_x, train_y), (test_x, test_y) = train, test
         self.device = torch.device(device)
@@ -92,6 +94,19 @@ class ImageTask:
         self.batch_size = positive_int("batch_size", batch_size)
         self.eval_batch_size = positive_int("eval_batch_size", eval_batch_size)
         self.augment = boolean("augment", augment)
+        side = min(train_x.shape[2:])
+        if crop_size is not None and (
+            isinstance(crop_size, bool)
+            or not isinstance(crop_size, int)
+            or not 0 < crop_size < side
+        ):
+            raise ValueError(
+                f"dataset.crop_size={crop_size!r} is not allowed; use null (pad-{CROP_PAD} "
+                f"full-size crops) or an integer in 1..{side - 1} (Caffe's crop_size)"
+            )
+        self.crop_size = crop_size
+        #: mirror half the augmented images; off where a mirror image is another class (digits)
+        self.flip = boolean("flip", flip)
         self.num_outputs = num_classes
         self.in_channels = train_x.shape[1]
         self.preprocess = build_preprocess(preprocess)
@@ -128,6 +143,8 @@ class ImageTask:
             "test_size": len(test_x),
             "preprocess": self.preprocess.describe(),
             "augment": self.augment,
+            "crop_size": self.crop_size,
+            "flip": self.augment and self.flip,
         }
 
     def _generator(self, purpose: str, index: int) -> torch.Generator:
@@ -144,16 +161,33 @@ class ImageTask:
 
     def train_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, labels) of global ``step``: slice ``step % steps_per_epoch`` of its epoch's
-        permutation (the remainder of each epoch is dropped), cropped and flipped if augmenting."""
+        permutation (the remainder of each epoch is dropped), cropped (and flipped, unless
+        ``flip`` is off) if augmenting; the flips are drawn either way, so the crops match.
+
+        With ``crop_size`` (Caffe's layout) the crop is a ``crop_size`` window of the unpadded
+        image, at a random origin if augmenting, else the centre one (as at evaluation)."""
         epoch, i = divmod(step, self.steps_per_epoch)
         idx = self._permutation(epoch)[i * self.batch_size : (i + 1) * self.batch_size]
         x, y = self.splits["train"]
         x, y = x[idx], y[idx]
         if self.augment:
-            x = apply_crop_flip(
-                x, draw_crop_flip(len(x), CROP_PAD, self._generator("aug", step)), CROP_PAD
-            )
+            if self.crop_size is None:
+                draws = draw_crop_flip(len(x), CROP_PAD, self._generator("aug", step))
+                pad, size = CROP_PAD, None
+            else:
+                span = min(x.shape[2:]) - self.crop_size
+                draws = draw_crop_flip(len(x), 0, self._generator("aug", step), span=span)
+                pad, size = 0, self.crop_size
+            if not self.flip:
+                draws = draws._replace(flip=torch.zeros_like(draws.flip))
+            x = apply_crop_flip(x, draws, pad, size=size)
+        else:
+            x = self._eval_view(x)
         return self.preprocess.batch(x), y
+
+    def _eval_view(self, x: torch.Tensor) -> torch.Tensor:
+        """What evaluation sees of stored images: the centre crop with ``crop_size``, else all."""
+        return x if self.crop_size is None else centre_crop(x, self.crop_size)
 
     def training_loss(
         self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], step: int
@@ -176,7 +210,7 @@ class ImageTask:
             for x, y in zip(
                 x_all.split(self.eval_batch_size), y_all.split(self.eval_batch_size), strict=True
             ):
-                logits = model(self.preprocess.batch(x))
+                logits = model(self.preprocess.batch(self._eval_view(x)))
                 loss += F.cross_entropy(logits.float(), y, reduction="sum")
                 wrong += (logits.argmax(1) != y).sum()
         finally:
@@ -186,8 +220,9 @@ class ImageTask:
         return {"loss": loss.item() / n, "error": wrong.item() / n}
 
     def probe_batch(self) -> torch.Tensor:
-        """The first ``batch_size`` training images, preprocessed, never augmented."""
-        return self.preprocess.batch(self.splits["train"][0][: self.batch_size])
+        """The first ``batch_size`` training images, preprocessed, never augmented (centre
+        crops with ``crop_size``)."""
+        return self.preprocess.batch(self._eval_view(self.splits["train"][0][: self.batch_size]))
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -2,15 +2,32 @@
 
 No download: the text comes from the first source that exists, in this order:
 
-1. ``dataset.source``: a kernel tree or a tar archive of one (Debian's ``linux-source`` package
-   installs /usr/src/linux-source-*.tar.xz);
-2. the system's Linux uapi headers, ``SYSTEM_HEADERS`` (/usr/include/linux);
+1. ``dataset.source``: a kernel tree, a tar archive of one, or ``kernel``: the newest
+   ``KERNEL_TARBALLS`` match (Debian's ``linux-source-6.12`` package installs
+   /usr/src/linux-source-6.12.tar.xz, the kernel's own source);
+2. the system's Linux uapi headers, ``SYSTEM_HEADERS`` (/usr/include/linux): the offline
+   default, mostly #defines and structs;
 3. the C/C++ headers shipped inside the installed torch package, ``TORCH_HEADERS``.
 
-Its .c and .h files (regular files; symlinks skipped) are concatenated in sorted path order and
-cut at ``size_mb`` megabytes (10^6 bytes). The corpus is cached under ``data_dir`` as raw bytes
-plus a JSON manifest (source, file count, bytes, sha256), never pickled; a cache whose bytes
-no longer match its manifest is an error, not something to rebuild silently behind a study.
+Selection: the source's regular .c and .h files (symlinks and hard links are never followed)
+are ranked by the sha256 of their path inside the source, a fixed pseudo-random order that
+samples the whole tree evenly (sorted paths would give 5 MB of arch/alpha and arch/arc) and
+does not depend on the order of an archive's members. Files are taken in that rank until they
+hold ``size_mb`` megabytes (10^6 bytes), the last one cut to fit, and concatenated in sorted
+path order, so related files stay adjacent. A source smaller than the cap is used whole (the
+uapi headers: 4.68 MB), in path order.
+
+Bounded: an archive is streamed (``tarfile`` mode ``r|*``: decompressed once, front to back,
+nothing unpacked to disk) and a file is read only up to the bytes it can still contribute, so
+memory stays about ``size_mb`` whatever the source holds (a sparse .c file of terabytes costs
+``size_mb``). Archive members whose path leaves the archive (absolute, or through ``..``) are
+refused; a source that is neither a directory nor a regular file (``/dev/zero``) is refused
+before anything is read.
+
+The corpus is cached under ``data_dir`` as raw bytes plus a JSON manifest (source and, for an
+archive, its sha256; the selected files; bytes; sha256 of the text), never pickled; a cache
+whose bytes no longer match its manifest is an error, not something to rebuild silently behind
+a study.
 
 The vocabulary is byte-level like char-rnn's (exact for any encoding): the bytes seen in the
 training split, sorted, plus one unknown symbol (always last) for bytes only val/test contain.
@@ -20,6 +37,7 @@ The split is contiguous: train, then val, then test.
 from __future__ import annotations
 
 import bisect
+import glob
 import hashlib
 import json
 import lzma
@@ -45,10 +63,18 @@ from experiments.data import register_dataset
 SYSTEM_HEADERS = Path("/usr/include/linux")
 #: The C/C++ headers inside the installed torch package, present wherever torch is.
 TORCH_HEADERS = Path(torch.__file__).resolve().parent / "include"
+#: Where ``dataset.source=kernel`` looks: Debian's linux-source-<version> packages.
+KERNEL_TARBALLS = "/usr/src/linux-source-*.tar.xz"
+KERNEL_PACKAGE = "linux-source-6.12"
 SUFFIXES = (".c", ".h")
 MEGABYTE = 1_000_000
 CORPUS_FILE, MANIFEST_FILE = "corpus.bin", "manifest.json"
+#: Names the selection rule in cache keys and manifests; change it when the rule changes.
+SELECTION = "sha256-ranked files up to size_mb, in path order"
 _READ_ERRORS = (OSError, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error)
+
+#: (path inside the source, reader of at most n bytes) of one candidate file.
+Entry = tuple[str, Callable[[int], bytes]]
 
 
 @dataclass(frozen=True)
@@ -60,10 +86,14 @@ class Corpus:
 
 def resolve_source(source: str | os.PathLike[str] | None) -> Path:
     """The first of ``source``, SYSTEM_HEADERS, TORCH_HEADERS that exists (see module doc)."""
+    if source is not None and str(source) == "kernel":
+        return newest_kernel_tarball()
     if source is not None and str(source) != "":
         path = Path(source).expanduser().resolve()
         if not path.exists():
             raise ValueError(f"dataset.source={str(source)!r}: no such file or directory")
+        if not (path.is_dir() or path.is_file()):  # a device or FIFO could be read forever
+            raise ValueError(f"dataset.source={str(source)!r} is not a regular file or a directory")
         if path.is_dir() or _is_tar(path):
             return path
         raise ValueError(
@@ -79,6 +109,21 @@ def resolve_source(source: str | os.PathLike[str] | None) -> Path:
     )
 
 
+def newest_kernel_tarball() -> Path:
+    """The KERNEL_TARBALLS match of the highest version, or one line on how to get one."""
+    found = [Path(p) for p in glob.glob(KERNEL_TARBALLS) if Path(p).is_file()]
+    if not found:
+        raise ValueError(
+            f"dataset.source=kernel: no {KERNEL_TARBALLS}; apt-get install {KERNEL_PACKAGE}, "
+            "or set dataset.source=<kernel tree or tarball>"
+        )
+
+    def version(path: Path) -> list[int]:
+        return [int(n) for n in re.findall(r"\d+", path.name)]
+
+    return max(found, key=version).resolve()
+
+
 def _is_tar(path: Path) -> bool:
     try:
         return tarfile.is_tarfile(path)
@@ -86,36 +131,51 @@ def _is_tar(path: Path) -> bool:
         raise ValueError(f"dataset.source={str(path)!r} cannot be read: {err}") from None
 
 
-def _directory_entries(root: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """(relative posix path, reader) of every regular .c/.h file under ``root``, sorted."""
-    found = []
+def _read_at_most(path: Path) -> Callable[[int], bytes]:
+    def read(n: int) -> bytes:
+        with path.open("rb") as handle:
+            return handle.read(n)
+
+    return read
+
+
+def _directory_entries(root: Path) -> Iterator[Entry]:
+    """Every regular .c/.h file under ``root`` (symlinks skipped), by relative posix path."""
     for folder, _, names in os.walk(root, onerror=_raise):  # an unreadable folder is an error
-        for name in names:
+        for name in sorted(names):
             path = Path(folder, name)
             if path.suffix in SUFFIXES and path.is_file() and not path.is_symlink():
-                found.append((path.relative_to(root).as_posix(), path))
-    for rel, path in sorted(found):
-        yield rel, path.read_bytes
+                yield path.relative_to(root).as_posix(), _read_at_most(path)
 
 
 def _raise(err: OSError) -> None:
     raise err
 
 
-def _tar_entries(archive: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """(normalised member path, reader) of every regular .c/.h member, in archive order.
+def _tar_entries(archive: Path, skipped: dict[str, int]) -> Iterator[Entry]:
+    """Every regular .c/.h member, in archive order, read from one front-to-back stream.
 
-    Streaming mode: a compressed kernel tarball is read once, front to back.
+    Links (symbolic or hard) are counted in ``skipped`` and never followed; a member whose
+    path leaves the archive is refused, since nothing else in such an archive can be trusted.
     """
     with tarfile.open(archive, mode="r|*") as tar:
         for member in tar:
             name = posixpath.normpath(member.name)
-            if member.isreg() and posixpath.splitext(name)[1] in SUFFIXES:
+            if name.startswith("/") or name == ".." or name.startswith("../"):
+                raise ValueError(
+                    f"corpus source {archive} has member {member.name!r} outside the archive; "
+                    "refusing it"
+                )
+            if posixpath.splitext(name)[1] not in SUFFIXES:
+                continue
+            if member.issym() or member.islnk():
+                skipped["links"] = skipped.get("links", 0) + 1
+            elif member.isreg():
 
-                def read(member: tarfile.TarInfo = member) -> bytes:
+                def read(n: int, member: tarfile.TarInfo = member) -> bytes:
                     handle = tar.extractfile(member)
                     assert handle is not None  # regular members always have data
-                    return handle.read()
+                    return handle.read(n)
 
                 yield name, read
         # tarfile ends the loop quietly when a header block comes back short or empty, which
@@ -124,47 +184,64 @@ def _tar_entries(archive: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
             raise tarfile.ReadError("unexpected end of archive (truncated?)")
 
 
-def first_files(
-    entries: Iterable[tuple[str, Callable[[], bytes]]], limit: int
-) -> list[tuple[str, bytes]]:
-    """The files that, sorted by path, hold the first ``limit`` bytes: [(path, data)].
+def rank(name: str) -> bytes:
+    """A file's place in the selection: sha256 of its path inside the source."""
+    return hashlib.sha256(name.encode("utf-8", "surrogateescape")).digest()
 
-    Entries may come in any order (a tarball's is arbitrary); a file is read only if the files
-    kept so far with smaller paths hold fewer than ``limit`` bytes, and files pushed past the
-    limit are dropped, so memory stays about ``limit``.
+
+def select_files(entries: Iterable[Entry], limit: int) -> list[tuple[str, bytes]]:
+    """The files that, in ``rank`` order, hold the first ``limit`` bytes: [(path, data)] in
+    path order, the rank-last one cut to fit.
+
+    Entries may come in any order. Each is read only up to what the files ranked before it
+    leave of ``limit``, and files pushed past the limit are dropped or cut as others arrive, so
+    no more than about ``limit`` bytes are ever held.
     """
-    kept: list[tuple[str, bytes]] = []
-    total = 0
+    kept: list[tuple[bytes, str, bytes]] = []  # (rank, path, data), sorted by rank
     for name, read in entries:
-        index = bisect.bisect([k for k, _ in kept], name)
-        if sum(len(data) for _, data in kept[:index]) >= limit:
+        key = rank(name)
+        index = bisect.bisect([k for k, _, _ in kept], key)
+        room = limit - sum(len(data) for _, _, data in kept[:index])
+        if room <= 0:
             continue
-        data = read()
-        kept.insert(index, (name, data))
-        total += len(data)
-        while kept and total - len(kept[-1][1]) >= limit:
-            total -= len(kept.pop()[1])
-    return kept
+        kept.insert(index, (key, name, read(room)))
+        total, fitted = 0, []
+        for key_, path, data in kept:
+            if total >= limit:
+                break
+            fitted.append((key_, path, data[: limit - total]))
+            total += len(fitted[-1][2])
+        kept = fitted
+    return sorted((path, data) for _, path, data in kept)
 
 
 def read_source(path: Path, limit: int) -> tuple[bytes, dict[str, Any]]:
-    """Concatenate the source's .c/.h files in path order, cut at ``limit`` bytes."""
+    """The selected .c/.h text of the source (module doc) and what the manifest says of it."""
     kind = "directory" if path.is_dir() else "tarball"
-    entries = _directory_entries(path) if kind == "directory" else _tar_entries(path)
+    skipped: dict[str, int] = {}
+    entries = _directory_entries(path) if kind == "directory" else _tar_entries(path, skipped)
     try:
-        files = first_files(entries, limit)
+        files = select_files(entries, limit)
     except _READ_ERRORS as err:
         raise ValueError(f"cannot read corpus source {path}: {err}") from None
     if not files:
         raise ValueError(f"corpus source {path} holds no {'/'.join(SUFFIXES)} files")
-    text = b"".join(data for _, data in files)[:limit]
+    text = b"".join(data for _, data in files)
     info = {
         "source_kind": kind,
+        "selection": SELECTION,
         "files": len(files),
         "first_file": files[0][0],
         "last_file": files[-1][0],
+        **({"skipped_links": skipped["links"]} if skipped else {}),
+        "selected_files": [name for name, _ in files],
     }
     return text, info
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def build_corpus(
@@ -175,12 +252,14 @@ def build_corpus(
         raise ValueError(f"dataset.size_mb={size_mb!r} must be a positive number")
     path = resolve_source(source)
     limit = round(size_mb * MEGABYTE)
-    cache = Path(data_dir) / "linux" / _cache_name(path, limit)
+    identity = {} if path.is_dir() else {"source_sha256": file_sha256(path)}
+    cache = Path(data_dir) / "linux" / _cache_name(path, limit, identity)
     if (cache / MANIFEST_FILE).exists():
         return _load_cache(cache)
     text, info = read_source(path, limit)
     manifest = {
         "source": str(path),
+        **identity,
         **info,
         "size_mb": size_mb,
         "bytes": len(text),
@@ -192,10 +271,11 @@ def build_corpus(
     return Corpus(text, manifest, cache)
 
 
-def _cache_name(path: Path, limit: int) -> str:
+def _cache_name(path: Path, limit: int, identity: dict[str, str]) -> str:
+    """Readable source name, cap, and a digest of everything that decides the text."""
     readable = re.sub(r"[^A-Za-z0-9._-]", "_", path.name) or "root"
-    digest = hashlib.sha256(f"{path}\0{limit}".encode()).hexdigest()[:10]
-    return f"{readable}-{limit}B-{digest}"
+    key = f"{path}\0{limit}\0{identity.get('source_sha256', '')}\0{SELECTION}"
+    return f"{readable}-{limit}B-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 def _load_cache(cache: Path) -> Corpus:
@@ -264,7 +344,9 @@ class TextTask:
     Training reads ``batch_size`` contiguous streams of the training split, ``seq_len`` steps
     at a time; batch k of an epoch is rows [k*S, (k+1)*S) of every stream, so a batch is a pure
     function of the step. The model's hidden state is carried (detached) from one batch to the
-    next, reset to zero at each epoch start, and part of ``state_dict`` for exact resumes.
+    next, reset to zero at each epoch start unless ``carry_across_epochs`` (char-rnn's train.lua
+    carries ``init_state_global`` across the wrap from the last batch to the first, :265,296),
+    and part of ``state_dict`` for exact resumes.
     Evaluation runs ``eval_batch_size`` streams over a whole split from a zero state.
     """
 
@@ -280,6 +362,7 @@ class TextTask:
         seq_len: int,
         val_frac: float,
         test_frac: float,
+        carry_across_epochs: bool = False,
     ) -> None:
         for key, value in (
             ("batch_size", batch_size),
@@ -293,6 +376,11 @@ class TextTask:
                 f"dataset.val_frac={val_frac!r}, test_frac={test_frac!r}: each must lie in "
                 "[0, 1) and their sum below 1"
             )
+        if not isinstance(carry_across_epochs, bool):
+            raise ValueError(
+                f"dataset.carry_across_epochs={carry_across_epochs!r} must be true or false"
+            )
+        self.carry_across_epochs = carry_across_epochs
         self.device = torch.device(device)
         self.seq_len = seq_len
         text = corpus.text
@@ -312,8 +400,8 @@ class TextTask:
         self._eval = {name: _streams(ids[name], eval_batch_size) for name in ("val", "test")}
         self._hidden: torch.Tensor | None = None
         self._hidden_step = -1
-        self.meta = {
-            **corpus.manifest,
+        self.meta = {  # the file list stays in the cache's manifest.json
+            **{k: v for k, v in corpus.manifest.items() if k != "selected_files"},
             "cache": str(corpus.cache_dir),
             **{f"{name}_chars": len(part) for name, part in split_text.items()},
             "vocab_size": self.vocab.size,
@@ -345,7 +433,7 @@ class TextTask:
         self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], step: int
     ) -> torch.Tensor:
         """Mean cross-entropy (nats per character); carries the hidden state to step + 1."""
-        if step % self.steps_per_epoch == 0:
+        if step == 0 or (step % self.steps_per_epoch == 0 and not self.carry_across_epochs):
             hidden = None
         elif self._hidden_step == step - 1:
             hidden = self._hidden
@@ -414,6 +502,7 @@ def linux(
     seq_len: int = 50,
     val_frac: float = 0.05,
     test_frac: float = 0.05,
+    carry_across_epochs: bool = False,
 ) -> TextTask:
     """char-rnn's batch 50 x seq 50; a contiguous 90/5/5 split (char-rnn: 95/5, no test).
 
@@ -429,4 +518,5 @@ def linux(
         seq_len=seq_len,
         val_frac=val_frac,
         test_frac=test_frac,
+        carry_across_epochs=carry_across_epochs,
     )

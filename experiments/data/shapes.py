@@ -128,6 +128,7 @@ def build_shapes(
     train_size: int = 20000,
     test_size: int = 5000,
     data_seed: int = 0,
+    crop_size: int | None = None,
 ) -> ImageTask:
     """The images depend on ``data_seed`` only (a fixed data set, like CIFAR), while the run
     ``seed`` draws the val split, batch order and augmentation; ``data_dir`` is unused."""
@@ -150,4 +151,5 @@ def build_shapes(
         val_size=val_size,
         preprocess=preprocess,
         augment=augment,
+        crop_size=crop_size,
     )

@@ -39,6 +39,9 @@ class PlainNet(nn.Module):
     unit as in the paper. ``bn`` puts BatchNorm between every conv and its unit (for contrast; the
     paper's deep nets have none). ``equal_params`` sizes layers so each unit outputs the nominal
     width, as NIN's option does (equal widths; parameter counts then differ, see NIN).
+    ``fc_std`` gives each FC layer (the hidden ones, then the classifier) a fixed Gaussian
+    filler that the variance-scaling inits keep, as the prototxts fill their FCs with fixed
+    stds whatever the convs' variance mode (``fixed_fillers``).
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class PlainNet(nn.Module):
         dropout: float = 0.5,
         bn: bool = False,
         equal_params: bool = False,
+        fc_std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         widths = positive_ints("model.widths", widths)
@@ -105,9 +109,24 @@ class PlainNet(nn.Module):
             channels = unit.out_channels(filters)
         layers.append(nn.Linear(channels, num_outputs))
         self.layers = nn.Sequential(*layers)
+        linears = [m for m in layers if isinstance(m, nn.Linear)]
+        stds = [] if fc_std is None else list(fc_std)
+        if fc_std is not None and (
+            len(stds) != len(linears)
+            or any(isinstance(s, bool) or not isinstance(s, int | float) or s <= 0 for s in stds)
+        ):
+            raise ValueError(
+                f"model.fc_std={stds!r} is not allowed; use null or {len(linears)} positive stds "
+                f"(one per hidden FC of fc_widths, then the classifier)"
+            )
+        self._fc_std = list(zip(linears, map(float, stds), strict=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
     def weight_layers(self) -> list[tuple[nn.Module, Activation | None]]:
         return pair_weight_layers(list(self.layers))
+
+    def fixed_fillers(self) -> dict[nn.Module, float]:
+        """Weight layers whose Gaussian std the net fixes (``fc_std``); see experiments.inits."""
+        return dict(self._fc_std)

@@ -19,24 +19,27 @@ A study preset states claims under the top-level ``report:`` key, so every run's
 Group references follow ``experiments.report.groups`` (the label, or tokens of it such as
 ``relu`` or ``init=xavier``). ``report: false`` turns the report off altogether.
 
-Judging an **order** claim:
+Judging an **order** claim (the statistics are in ``significance``):
 
 - Each reference must name exactly one group, else the verdict is ``ambiguous``.
-- Only completed runs count; diverged runs are left out of the means and listed. A group
-  without a completed run makes the verdict ``not enough runs``.
-- ``held`` when the group means are strictly in the claimed order. The spread (mean ± std,
-  n) of every group is reported, and whether neighbouring groups' mean ± std overlap (the
-  verdict does not depend on it: read it as how far to trust the order).
-- ``train_loss_at_time`` compares the training loss at the largest wall-clock time every
-  compared run reached (linear interpolation between logged steps); ``train_loss_at_step``
-  does the same on steps.
+- Only completed runs count; diverged runs are left out and listed. A group with fewer than
+  two completed runs makes the verdict ``not enough runs``; a compared run that logged fewer
+  than MIN_ROWS training rows (a budget cut below the logging interval) ``not enough data``.
+- Neighbouring groups are compared with Welch's t-test, Holm-corrected across the pairs:
+  ``held``, ``direction held, not significant (n = ...)``, ``direction reversed, not
+  significant (n = ...)`` or ``contradicted`` (some pair significantly reversed). Whether
+  neighbouring groups' mean ± std overlap is noted too.
+- ``train_loss_at_time`` compares the training loss at the largest time every compared run
+  reached (linear interpolation between logged rows), on CPU seconds when every run logged
+  them, else on wall time (see ``timing``); ``train_loss_at_step`` does the same on steps.
 
 Judging an **outcome** claim (``diverges`` / ``converges`` / ``fails``): a reference may name
-several groups, and each must agree in every finished run. A run diverged when its status is
-``diverged``; it converged when it completed with its last training loss below its first
-(a flat, stalled net does not count); it failed when it did not converge. ``did not hold``
-as soon as one finished run contradicts the claim; ``not enough runs`` when a group has no
-finished run.
+several groups, and each must agree in every finished run; the measured column says k of n
+seeds. A run diverged when its status is ``diverged``; it converged when it completed with
+its last training loss below its first (a flat, stalled net does not count); it failed when it
+did not converge. ``did not hold`` as soon as one finished run contradicts the claim; ``not
+enough runs`` when a group has no finished run; ``not enough data`` when a completed run
+logged fewer than MIN_ROWS training rows (too few to tell a falling loss from noise).
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.report import formatting
+from experiments.report import formatting, significance, timing
 from experiments.report.groups import Group, select
 from experiments.report.runs import ReportError, Run
 from experiments.report.stats import converged, run_stats
@@ -68,7 +71,16 @@ ALIASES = {
     "val_error": "final_val",
     "val_bpc": "final_val",
 }
-VERDICTS = ("held", "did not hold", "not enough runs", "ambiguous")
+#: verdicts of order claims (the two "not significant" ones are followed by the seeds per group).
+ORDER_VERDICTS = (
+    "held",
+    "direction held, not significant",
+    "direction reversed, not significant",
+    "contradicted",
+)
+VERDICTS = (*ORDER_VERDICTS, "did not hold", "not enough runs", "not enough data", "ambiguous")
+#: the fewest metrics.csv rows a compared run must have logged for a verdict.
+MIN_ROWS = 2
 _KEYS = ("text", "order", "metric", "diverges", "converges", "fails")
 #: outcome-claim keys -> (what each finished run of the named groups must have done, the test).
 _OUTCOMES: dict[str, tuple[str, Callable[[Run], bool]]] = {
@@ -95,6 +107,8 @@ class Verdict:
     #: what we measured: the groups in our order with their spread, or the outcomes.
     measured: str
     notes: list[str] = field(default_factory=list)
+    #: an order claim's neighbouring-pair tests (empty when it was not tested).
+    pairs: list[significance.PairTest] = field(default_factory=list)
 
 
 def _references(value: Any, key: str, where: str) -> tuple[str, ...]:
@@ -148,15 +162,40 @@ def _interpolated(run: Run, x: str, at: float) -> float:
     return float(np.interp(at, frame[x], frame["train_loss"])) if len(frame) else float("nan")
 
 
-def _order_values(claim: Claim, groups: list[Group]) -> tuple[list[np.ndarray], str]:
-    """Per group, the compared value of each completed run, and where it was taken."""
+def _order_values(claim: Claim, groups: list[Group]) -> tuple[list[np.ndarray], str, list[str]]:
+    """Per group, the compared value of each completed run, where it was taken, and notes."""
     runs = [g.completed for g in groups]
     if claim.metric in ("train_loss_at_time", "train_loss_at_step"):
-        x = "time_s" if claim.metric == "train_loss_at_time" else "step"
-        at = min(float(r.metrics[x].max()) for rs in runs for r in rs)
-        where = f" at {x.replace('_s', '')} {at:.4g}" + (" s" if x == "time_s" else "")
-        return [np.array([_interpolated(r, x, at) for r in rs]) for rs in runs], where
-    return [np.array([run_stats(r)[claim.metric] for r in rs]) for rs in runs], ""
+        flat = [r for rs in runs for r in rs]
+        x = timing.equal_time_axis(flat) if claim.metric == "train_loss_at_time" else "step"
+        at = min(float(r.metrics[x].max()) for r in flat)
+        notes = []
+        if x == "step":
+            where = f" at step {at:.4g}"
+        else:
+            where = f" at {timing.AXES[x]} {at:.4g} s"
+            if x == "time_s":
+                notes.append("wall time: some runs logged no CPU time (made before it was)")
+            contention = timing.contention_note(flat)
+            if contention:
+                notes.append(contention + (" (CPU time used)" if x == "cpu_s" else ""))
+        return [np.array([_interpolated(r, x, at) for r in rs]) for rs in runs], where, notes
+    return [np.array([run_stats(r)[claim.metric] for r in rs]) for rs in runs], "", []
+
+
+def _short(runs: list[Run]) -> list[Run]:
+    """Runs that logged fewer than MIN_ROWS finite training losses."""
+    return [r for r in runs if int(r.metrics["train_loss"].astype(float).notna().sum()) < MIN_ROWS]
+
+
+def _too_short(runs: list[Run]) -> str:
+    short = _short(runs)
+    rows = ", ".join(
+        f"{r.name}: {int(r.metrics['train_loss'].notna().sum())} row(s) by step "
+        f"{formatting.number(run_stats(r)['steps'], 'steps', None)}"
+        for r in short[:4]
+    )
+    return f"fewer than {MIN_ROWS} logged training rows ({rows}); rerun with the preset's budget"
 
 
 def _judge_order(claim: Claim, groups: list[Group], eval_metric: str | None) -> Verdict:
@@ -170,11 +209,14 @@ def _judge_order(claim: Claim, groups: list[Group], eval_metric: str | None) -> 
             why = "no such group" if not found else "no completed run"
             return Verdict(claim, "not enough runs", f"{ref}: {why}")
         chosen.append(found[0])
-    values, where = _order_values(claim, chosen)
+    if _short([r for g in chosen for r in g.completed]):
+        runs = [r for g in chosen for r in g.completed]
+        return Verdict(claim, "not enough data", _too_short(runs))
+    values, where, notes = _order_values(claim, chosen)
     values = [v[np.isfinite(v)] for v in values]
     if any(len(v) == 0 for v in values):
         empty = [g.label for g, v in zip(chosen, values, strict=True) if len(v) == 0]
-        return Verdict(claim, "not enough runs", f"no {claim.metric} logged for {empty}")
+        return Verdict(claim, "not enough data", f"no {claim.metric} logged for {empty}")
     means = [float(v.mean()) for v in values]
     stds = [float(v.std(ddof=1)) if len(v) > 1 else 0.0 for v in values]
     stat = "final_train_loss" if claim.metric.startswith("train_loss") else claim.metric
@@ -184,7 +226,7 @@ def _judge_order(claim: Claim, groups: list[Group], eval_metric: str | None) -> 
         for m, s, v in zip(means, stds, values, strict=True)
     ]
     measured = " < ".join(f"{chosen[i].label} {spread[i]}" for i in ranked)
-    notes = [
+    notes += [
         f"{g.label}: {g.status_counts['diverged']} diverged run(s) left out"
         for g in chosen
         if g.status_counts["diverged"]
@@ -201,13 +243,18 @@ def _judge_order(claim: Claim, groups: list[Group], eval_metric: str | None) -> 
         notes.append(f"mean ± std overlap between {'; '.join(overlaps)}")
     else:
         notes.append("neighbouring groups separated by more than their std")
-    held = all(means[i] < means[i + 1] for i in range(len(means) - 1))
-    return Verdict(claim, "held" if held else "did not hold", measured + where, notes)
+    few = [g.label for g, v in zip(chosen, values, strict=True) if len(v) < significance.MIN_RUNS]
+    if few:
+        why = f"fewer than {significance.MIN_RUNS} completed runs with a value: {', '.join(few)}"
+        return Verdict(claim, "not enough runs", measured + where, [*notes, why])
+    pairs = significance.compare_order([g.label for g in chosen], values)
+    return Verdict(claim, significance.verdict(pairs), measured + where, notes, pairs)
 
 
 def _judge_outcome(claim: Claim, groups: list[Group]) -> Verdict:
     parts: list[str] = []
     contradicted = missing = False
+    compared: list[Run] = []
     for key, (expect, agrees) in _OUTCOMES.items():
         for ref in getattr(claim, key):
             found = select(ref, groups)
@@ -217,15 +264,18 @@ def _judge_outcome(claim: Claim, groups: list[Group]) -> Verdict:
             for g in found:
                 finished = [r for r in g.runs if r.status in ("completed", "diverged")]
                 agree = sum(agrees(r) for r in finished)
-                parts.append(f"{g.label}: {agree}/{len(finished)} {expect}")
+                parts.append(f"{g.label}: {agree} of {len(finished)} seeds {expect}")
                 missing |= not finished
                 contradicted |= agree < len(finished)
+                compared += [r for r in finished if r.status == "completed"]
+    if _short(compared):
+        return Verdict(claim, "not enough data", "; ".join(parts), [_too_short(compared)])
     verdict = "did not hold" if contradicted else "not enough runs" if missing else "held"
     return Verdict(claim, verdict, "; ".join(parts))
 
 
 def judge(claim: Claim, groups: list[Group], eval_metric: str | None) -> Verdict:
-    """Held / did not hold / not enough runs / ambiguous, with what we measured."""
+    """One of VERDICTS (order verdicts may carry the seeds per group), with what we measured."""
     if claim.order:
         return _judge_order(claim, groups, eval_metric)
     return _judge_outcome(claim, groups)

@@ -10,9 +10,10 @@ that shoots off the axes is cut there and its ``x`` sits on the edge.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,13 +21,19 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from experiments.report import style
+from experiments.report.factors import Factor
 from experiments.report.groups import Group
 from experiments.report.runs import ReportError, Run
 
 #: the --x choices and the column each one reads.
-X_AXES = {"step": "step", "time": "time_s", "epoch": "epoch"}
-_X_LABELS = {"step": "step", "time_s": "training time (s)", "epoch": "epoch"}
-_DIAG_NAMES = {
+X_AXES = {"step": "step", "time": "time_s", "cpu": "cpu_s", "epoch": "epoch"}
+_X_LABELS = {
+    "step": "step",
+    "time_s": "training wall time (s)",
+    "cpu_s": "training CPU time (s)",
+    "epoch": "epoch",
+}
+DIAG_NAMES = {
     "zero_fraction": "fraction of zero outputs",
     "dead_units": "fraction of dead units",
     "dead_fraction": "fraction of dead units",
@@ -89,53 +96,78 @@ def _limits(values: list[np.ndarray], logy: bool) -> tuple[float, float] | None:
     return lo - pad, hi + pad
 
 
-def plot_curves(
+@dataclass
+class _Drawn:
+    """What one axes got: a legend handle per group, final means, the y values that set the
+    range, and the unfinished runs still to draw once the range is known."""
+
+    handles: dict[str, Line2D]
+    finals: dict[str, float]
+    core: list[np.ndarray]
+    loose: list[tuple[Group, Run, pd.DataFrame, pd.DataFrame]]
+    solid: bool = False
+
+    def linestyle(self, group: Group) -> Any:
+        return "-" if self.solid else group.linestyle
+
+
+def _draw_means(
+    ax: plt.Axes,
     groups: list[Group],
     frame_of: Callable[[Run], pd.DataFrame],
-    *,
     x: str,
     y: str,
-    ylabel: str,
-    scale: float = 1.0,
-    smooth: int = 1,
-    logy: bool = False,
-) -> plt.Figure:
-    """One figure of y against x for every group; legend ordered by final mean (best first).
-
-    Returned unsaved (``style.save`` writes it) so that callers can inspect what was drawn.
-    """
-    style.apply()
-    fig, ax = plt.subplots(figsize=(style.COLUMN_WIDTH, _HEIGHT))
-    finals: dict[str, float] = {}
-    handles: dict[str, Line2D] = {}
-    core: list[np.ndarray] = []
-    loose: list[tuple[Group, Run, pd.DataFrame]] = []
+    scale: float,
+    smooth: int,
+    solid: bool,
+) -> _Drawn:
+    """Mean ± std of every group's completed runs; a one-point curve is drawn as a point.
+    ``solid``: every line solid (in a panel of small multiples the panel is the variant)."""
+    drawn = _Drawn({}, {}, [], [], solid)
     for g in groups:
         done = [c for c in (_run_curve(frame_of(r), x, y, smooth) for r in g.completed) if len(c)]
         if done:
             agg = aggregate(done, x, y)
             mean, std = agg["mean"].to_numpy() * scale, agg["std"].fillna(0).to_numpy() * scale
-            (line,) = ax.plot(agg[x], mean, color=g.color, linestyle=g.linestyle)
-            ax.fill_between(agg[x], mean - std, mean + std, color=g.color, alpha=0.2, lw=0)
-            core += [mean - std, mean + std]
-            finals[g.label], handles[g.label] = float(mean[-1]), line
+            marker = "o" if len(agg) == 1 else None
+            (line,) = ax.plot(
+                agg[x], mean, color=g.color, linestyle=drawn.linestyle(g), marker=marker, ms=3
+            )
+            if len(agg) == 1:
+                ax.errorbar(agg[x], mean, yerr=std, color=g.color, capsize=2, lw=0.8)
+            else:
+                ax.fill_between(agg[x], mean - std, mean + std, color=g.color, alpha=0.2, lw=0)
+            drawn.core += [mean - std, mean + std]
+            drawn.finals[g.label], drawn.handles[g.label] = float(mean[-1]), line
         for run in g.runs:
-            curve = _run_curve(frame_of(run), x, y, smooth)
-            if run.status != "completed" and len(curve):
-                loose.append((g, run, curve))
-    limits = _limits(core, logy)
-    for g, run, curve in loose:
+            if run.status != "completed":
+                logged = frame_of(run)[[x, y]].dropna(subset=[x])
+                if len(logged):
+                    drawn.loose.append((g, run, _run_curve(frame_of(run), x, y, smooth), logged))
+    return drawn
+
+
+def _draw_loose(
+    ax: plt.Axes, drawn: _Drawn, x: str, y: str, scale: float, limits: tuple[float, float] | None
+) -> None:
+    """Every unfinished or diverged run on its own: thin line, then its end mark. A run that
+    diverged at its first logged row (no finite point) still gets its x, on the top edge."""
+    for g, run, curve, logged in drawn.loose:
         xs, ys = list(curve[x]), list(curve[y] * scale)
-        logged = frame_of(run)[[x, y]].dropna(subset=[x])
         if run.status == "diverged" and not np.isfinite(float(logged[y].iloc[-1])):
             # the loss blew up (NaN/inf) after the last finite point: go to where it ended
             xs.append(float(logged[x].iloc[-1]))
-            ys.append(limits[1] if limits else ys[-1])
+            ys.append(limits[1] if limits else (ys[-1] if ys else 0.0))
+        if not xs:
+            continue
         end_x, end_y = xs[-1], ys[-1]
         if limits:
             end_y = min(max(end_y, limits[0]), limits[1])
-        (line,) = ax.plot(xs, ys, color=g.color, linestyle=g.linestyle, lw=0.7, alpha=0.8)
-        handles.setdefault(g.label, line)
+        marker = "." if len(xs) == 1 else None
+        (line,) = ax.plot(
+            xs, ys, color=g.color, linestyle=drawn.linestyle(g), lw=0.7, alpha=0.8, marker=marker
+        )
+        drawn.handles.setdefault(g.label, line)
         if run.status == "diverged":
             ax.plot([end_x], [end_y], marker="x", color=g.color, ms=6, mew=1.5, clip_on=False)
         else:
@@ -148,22 +180,87 @@ def plot_curves(
                 textcoords="offset points",
                 annotation_clip=False,
             )
+
+
+def plot_curves(
+    groups: list[Group],
+    frame_of: Callable[[Run], pd.DataFrame],
+    *,
+    x: str,
+    y: str,
+    ylabel: str,
+    scale: float = 1.0,
+    smooth: int = 1,
+    logy: bool = False,
+    panels: Factor | None = None,
+) -> plt.Figure:
+    """y against x for every group: one panel, legend ordered by final mean (best first); or,
+    with ``panels``, one panel per level of that factor sharing both axes and one legend.
+
+    Returned unsaved (``style.save`` writes it) so that callers can inspect what was drawn.
+    """
+    style.apply()
+    levels = list(panels.levels) if panels else [None]
+    ncols = len(levels) if len(levels) <= 5 else 4
+    nrows = -(-len(levels) // ncols)
+    size = (style.COLUMN_WIDTH, _HEIGHT) if not panels else (7.0, 1.8 * nrows + 0.4)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, sharex=True, sharey=True, squeeze=False)
+    flat = list(axes.flat)
+    drawn = []
+    for ax, level in zip(flat, levels, strict=False):
+        mine = [g for g in groups if panels is None or panels.level_of(g) == level]
+        drawn.append(_draw_means(ax, mine, frame_of, x, y, scale, smooth, panels is not None))
+        if panels:
+            ax.set_title(f"{panels.name} = {panels.text(level)}")
+    limits = _limits([c for d in drawn for c in d.core], logy)
+    for ax, d in zip(flat, drawn, strict=False):
+        _draw_loose(ax, d, x, y, scale, limits)
+    for ax in flat[len(levels) :]:
+        ax.set_visible(False)
+    for ax in flat[len(levels) - ncols : len(levels)]:
+        # the lowest panel of each column carries the x axis, above an empty cell too
+        ax.tick_params(axis="x", labelbottom=True)
+        ax.set_xlabel(_X_LABELS.get(x, x))
     if limits:
-        ax.set_ylim(*limits)
+        flat[0].set_ylim(*limits)
     if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(_X_LABELS.get(x, x))
-    ax.set_ylabel(ylabel)
-    order = sorted(handles, key=lambda lbl: (lbl not in finals, finals.get(lbl, 0.0), lbl))
+        flat[0].set_yscale("log")
+    for row in axes:
+        row[0].set_ylabel(ylabel)
+    handles = {k: v for d in drawn for k, v in d.handles.items()}
+    finals = {k: v for d in drawn for k, v in d.finals.items()}
+    diverged = any(r.status == "diverged" for d in drawn for _, r, _, _ in d.loose)
     by_label = {g.label: g for g in groups}
-    entries = [(handles[lbl], _legend_label(by_label[lbl])) for lbl in order]
-    if any(r.status == "diverged" for _, r, _ in loose):
+    if panels:
+        entries = _panel_legend(groups, panels, handles)
+    else:
+        order = sorted(handles, key=lambda lbl: (lbl not in finals, finals.get(lbl, 0.0), lbl))
+        entries = [(handles[lbl], _legend_label(by_label[lbl])) for lbl in order]
+    if diverged:
         entries.append((Line2D([], [], color="black", marker="x", ls="none", mew=1.5), "diverged"))
     if entries:
-        _legend_below(ax, *zip(*entries, strict=True))
+        _legend_below(fig if panels else flat[0], *zip(*entries, strict=True))
     else:
-        ax.text(0.5, 0.5, "nothing logged yet", ha="center", transform=ax.transAxes)
+        flat[0].text(0.5, 0.5, "nothing logged yet", ha="center", transform=flat[0].transAxes)
     return fig
+
+
+def _panel_legend(
+    groups: list[Group], panels: Factor, handles: dict[str, Line2D]
+) -> list[tuple[Line2D, str]]:
+    """One entry per group label with the panel's level taken out (what tells lines apart
+    within a panel), styled as the group's line."""
+    entries: dict[str, Line2D] = {}
+    for g in groups:
+        level = panels.text(panels.level_of(g))
+        if panels.key == "activation.name":
+            rest = g.label.split()[1:]
+        else:
+            rest = [t for t in g.label.split() if t != f"{panels.name}={level}"]
+        name = " ".join(rest) or g.label
+        if g.label in handles and name not in entries:
+            entries[name] = Line2D([], [], color=g.color)
+    return [(h, name) for name, h in entries.items()]
 
 
 def _layer_profile(frame: pd.DataFrame) -> np.ndarray:
@@ -204,67 +301,109 @@ def diagnostic_steps(groups: list[Group]) -> list[int]:
     return sorted(steps)
 
 
-def plot_diagnostics(groups: list[Group], steps: list[int], out: Path) -> list[Figure]:
-    """Per diagnostic metric, its mean ± std over runs against depth, one panel per step."""
+def plot_diagnostics(
+    groups: list[Group], steps: list[int], out: Path, panels: Factor | None = None
+) -> list[Figure]:
+    """Per diagnostic metric, its mean ± std over runs against depth: one panel per step, or
+    with ``panels`` a row per step and a column per level of that factor."""
     logged = diagnostic_steps(groups)
     missing = [s for s in steps if s not in logged]
     if missing:
         raise ReportError(f"no diagnostics at step {missing[0]}; logged steps: {logged}")
     frames = [r.diagnostics for g in groups for r in g.runs if r.diagnostics is not None]
     metrics = list(pd.unique(pd.concat(frames)["metric"]))
+    levels = list(panels.levels) if panels else [None]
     figures = []
     for metric in metrics:
         style.apply()
+        size = (style.COLUMN_WIDTH, _HEIGHT) if not panels else (7.0, 0.6 + 1.6 * len(steps))
+        nrows, ncols = (len(steps), len(levels)) if panels else (1, len(steps))
         fig, axes = plt.subplots(
-            1, len(steps), figsize=(style.COLUMN_WIDTH, _HEIGHT), sharey=True, squeeze=False
+            nrows,
+            ncols,
+            figsize=size,
+            sharey=True,
+            sharex="col",
+            squeeze=False,
+            layout="constrained" if panels else None,
         )
         positive = True
-        for ax, step in zip(axes[0], steps, strict=True):
-            for g in groups:
-                stack = depth_profile(g, metric, step)
-                if stack is None:
-                    continue
-                mean = np.nanmean(stack, axis=0)
-                layers = np.arange(1, stack.shape[1] + 1)
-                ax.plot(
-                    layers,
-                    mean,
-                    color=g.color,
-                    linestyle=g.linestyle,
-                    marker=".",
-                    ms=3,
-                    label=g.label,
-                )
-                if len(stack) > 1:
-                    std = np.nanstd(stack, axis=0, ddof=1)
-                    ax.fill_between(layers, mean - std, mean + std, color=g.color, alpha=0.2, lw=0)
-                positive &= bool(np.all(stack[np.isfinite(stack)] > 0))
-            ax.set_title(f"step {step}")
-            ax.set_xlabel("layer (forward order)")
-        if positive and _wide_range(axes[0]):
+        for i, step in enumerate(steps):
+            for j, level in enumerate(levels):
+                ax = axes[i][j] if panels else axes[0][i]
+                mine = [g for g in groups if panels is None or panels.level_of(g) == level]
+                positive &= _draw_profiles(ax, mine, metric, step, solid=panels is not None)
+                title = f"step {step}"
+                ax.set_title(f"{panels.name} = {panels.text(level)}, {title}" if panels else title)
+                if ax in axes[-1]:
+                    ax.set_xlabel("layer (forward order)")
+        if positive and _wide_range(axes.flat):
             axes[0][0].set_yscale("log")
-        axes[0][0].set_ylabel(_DIAG_NAMES.get(metric, metric.replace("_", " ")))
+        for row in axes:
+            row[0].set_ylabel(DIAG_NAMES.get(metric, metric.replace("_", " ")))
         handles, labels = axes[0][0].get_legend_handles_labels()
+        if panels:
+            handles, labels = [], []
+            for ax in axes[0]:
+                for h, lbl in zip(*ax.get_legend_handles_labels(), strict=True):
+                    name = lbl.split()[0]
+                    if name not in labels:
+                        handles.append(h)
+                        labels.append(name)
         _legend_below(fig, handles, labels)
         stem = out / f"diag_{metric}"
         style.save(fig, str(stem))
         figures.append(
             Figure(
                 stem,
-                f"{_DIAG_NAMES.get(metric, metric)} per layer at steps "
+                f"{DIAG_NAMES.get(metric, metric)} per layer at steps "
                 f"{', '.join(map(str, steps))} (mean ± std over runs with diagnostics)",
             )
         )
     return figures
 
 
+def _draw_profiles(
+    ax: plt.Axes, groups: list[Group], metric: str, step: int, *, solid: bool
+) -> bool:
+    """Each group's mean ± std profile over depth; True when every value drawn is positive.
+    ``solid``: every line solid (in a panel of small multiples the panel is the variant)."""
+    positive = True
+    for g in groups:
+        stack = depth_profile(g, metric, step)
+        if stack is None:
+            continue
+        mean = np.nanmean(stack, axis=0)
+        layers = np.arange(1, stack.shape[1] + 1)
+        style_ = "-" if solid else g.linestyle
+        ax.plot(layers, mean, color=g.color, linestyle=style_, marker=".", ms=3, label=g.label)
+        if len(stack) > 1:
+            std = np.nanstd(stack, axis=0, ddof=1)
+            ax.fill_between(layers, mean - std, mean + std, color=g.color, alpha=0.2, lw=0)
+        positive &= bool(np.all(stack[np.isfinite(stack)] > 0))
+    return positive
+
+
 def _legend_below(owner: plt.Axes | plt.Figure, handles: list, labels: list) -> None:
-    """Under the plot, two columns: never on top of a curve, readable at column width."""
-    anchor = (0.5, -0.22) if isinstance(owner, plt.Axes) else (0.5, -0.02)
-    owner.legend(handles, labels, loc="upper center", bbox_to_anchor=anchor, ncol=2, frameon=False)
+    """Never on top of a curve: under a single plot in two columns (readable at column
+    width), above a figure of panels in one row."""
+    if isinstance(owner, plt.Axes):
+        owner.legend(
+            handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False
+        )
+        return
+    # a figure of panels: one row above them, clear of every axis label
+    owner.legend(
+        handles,
+        labels,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=min(len(labels), 6),
+        frameon=False,
+    )
 
 
-def _wide_range(axes: np.ndarray) -> bool:
+def _wide_range(axes: Iterable[plt.Axes]) -> bool:
     """More than two decades between the smallest and largest plotted value."""
     values = np.concatenate(
         [np.asarray(line.get_ydata(), float) for ax in axes for line in ax.get_lines()]

@@ -212,12 +212,12 @@ def group_runs(runs: list[Run]) -> tuple[list[Group], list[str]]:
         )
         for label, runs_ in zip(labels, buckets.values(), strict=True)
     ]
-    groups.sort(key=lambda g: (g.activation, _natural(g.label)))
+    groups.sort(key=lambda g: (g.activation, natural_key(g.label)))
     _style(groups, keys)
     return groups, keys
 
 
-def _natural(label: str) -> list[str | float]:
+def natural_key(label: str) -> list[str | float]:
     """Sort key that orders numbers by value: depth=5 before depth=10."""
     parts: list[str | float] = re.split(r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?)", label)
     parts[1::2] = [float(n) for n in parts[1::2]]
@@ -233,7 +233,7 @@ def _style(groups: list[Group], keys: list[str]) -> None:
                 _PALETTE[i % len(_PALETTE)] if len(groups) > 1 else style.color_for(g.activation)
             )
         return
-    variants = sorted({_variant(g) for g in groups}, key=_natural)
+    variants = sorted({_variant(g) for g in groups}, key=natural_key)
     for g in groups:
         g.color = style.color_for(g.activation)
         g.linestyle = _LINESTYLES[variants.index(_variant(g)) % len(_LINESTYLES)]

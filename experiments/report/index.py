@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.report import budget, formatting, significance
 from experiments.report.claims import Verdict
 from experiments.report.figures import Figure
 from experiments.report.groups import Group, defining_keys, ignored
@@ -55,6 +57,10 @@ class Index:
     deviations: list[str]
     per_run: pd.DataFrame
     skipped: list[str]
+    #: the task's evaluation metric ('error' or 'bpc'), if any.
+    metric: str | None = None
+    #: which runs the report covers and why (a sweep's own jobs, or directories combined).
+    scope: str = ""
 
 
 def _display(value: Any) -> str:
@@ -84,6 +90,13 @@ def _by_section(values: dict[str, str]) -> list[str]:
     return [f"- `{top}`: {', '.join(items)}" for top, items in sections.items()]
 
 
+def _sources(sources: list[Path]) -> str:
+    """The directories read, or how many run directories under which folder."""
+    if len(sources) <= 3:
+        return ", ".join(map(str, sources))
+    return f"{len(sources)} run directories under {os.path.commonpath(sources)}"
+
+
 def _what_was_run(ix: Index) -> list[str]:
     statuses = Counter(r.status for r in ix.runs)
     seeds = sorted({r.config.get("seed") for r in ix.runs}, key=str)
@@ -93,9 +106,11 @@ def _what_was_run(ix: Index) -> list[str]:
     lines = [
         "## What was run",
         "",
-        f"- Experiment(s): {', '.join(experiments)}; from {', '.join(map(str, ix.sources))}",
+        f"- Experiment(s): {', '.join(experiments)}; from {_sources(ix.sources)}",
+        *([f"- Scope: {ix.scope}"] if ix.scope else []),
         f"- Runs: {len(ix.runs)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})"
         f" in {len(ix.groups)} group(s); seeds: {', '.join(map(str, seeds))}",
+        *budget.time_lines(ix.runs),
         "- Groups differ in: "
         + (", ".join(f"`{k}`" for k in defining) or "nothing (one configuration)"),
     ]
@@ -169,6 +184,32 @@ def _results(ix: Index) -> list[str]:
     return lines
 
 
+def _pair_rows(ix: Index) -> pd.DataFrame:
+    """One row per neighbouring pair of every tested order claim."""
+    rows = []
+    for number, v in enumerate(ix.verdicts, 1):
+        stat = "final_train_loss" if v.claim.metric.startswith("train_loss") else v.claim.metric
+        for t in v.pairs:
+
+            def shown(x: float, stat: str = stat) -> str:
+                text = formatting.number(abs(x), stat, ix.metric)
+                return text if x >= 0 else f"−{text}"
+
+            rows.append(
+                {
+                    "claim": number,
+                    "pair (claimed better < worse)": f"{t.better} < {t.worse}",
+                    "n": f"{t.n_better}, {t.n_worse}",
+                    "difference": shown(t.difference),
+                    "95% CI": f"[{shown(t.ci_low)}, {shown(t.ci_high)}]",
+                    "p": f"{t.p:.3g}",
+                    "p (Holm)": f"{t.p_holm:.3g}",
+                    "detectable (power 0.8)": shown(t.detectable),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def _claims(ix: Index) -> list[str]:
     lines = ["## Claims", ""]
     if not ix.verdicts:
@@ -176,27 +217,30 @@ def _claims(ix: Index) -> list[str]:
     table = pd.DataFrame(
         [
             {
+                "#": number,
                 "claim": v.claim.text,
                 "verdict": f"**{v.verdict}**",
                 "measured": v.measured,
                 "notes": "; ".join(v.notes) or "–",
             }
-            for v in ix.verdicts
+            for number, v in enumerate(ix.verdicts, 1)
         ]
     )
-    rules = (
-        "Order claims compare means of completed runs (diverged runs are left out and "
-        "listed); outcome claims need every finished run to agree. See "
-        "`experiments/report/claims.py` for the rules."
-    )
-    return [*lines, markdown(table), rules, ""]
+    lines += [markdown(table), significance.RULE, ""]
+    pairs = _pair_rows(ix)
+    if not pairs.empty:
+        units = "percentage points for errors, nats for losses, as logged otherwise"
+        lines += [f"Neighbouring pairs of the order claims ({units}):", "", markdown(pairs)]
+    return lines
 
 
 def _deviations(ix: Index) -> list[str]:
-    lines = ["## Deviations from the papers' setups", ""]
+    lines = ["## Deviations from the papers' setups", "", budget.budget_line(ix.runs) + ".", ""]
     if not ix.deviations:
         return [*lines, "None stated by the study preset (`report.deviations`).", ""]
-    return [*lines, *(f"- {d}" for d in ix.deviations), ""]
+    preset = "The study preset's (`report.deviations`; where it names a budget, the line above "
+    preset += "says what was run):"
+    return [*lines, preset, "", *(f"- {d}" for d in ix.deviations), ""]
 
 
 def _runs(ix: Index) -> list[str]:

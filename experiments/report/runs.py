@@ -2,7 +2,9 @@
 
 The report never imports the trainer: a run is whatever a directory holding ``summary.json``
 says it is, so reports work on runs copied from a cluster, killed half-way or made by an
-older version of the code.
+older version of the code. Every file is untrusted input (it may come from anywhere): configs
+are read as plain, bounded YAML data with nothing resolved, numbers must be numbers, and each
+run is parsed on its own, so a malformed one is skipped with one line naming the file.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+
+from experiments.yamldata import YamlDataError, read_yaml_data
 
 log = logging.getLogger(__name__)
 
@@ -62,32 +64,27 @@ class Run:
 
 
 def flatten_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The config as dotted keys, interpolations resolved where possible.
+    """The config as dotted keys, read as plain YAML data (experiments.yamldata).
 
-    Our trainer saves the config resolved; one saved by Hydra itself is not, and
-    interpolations that need Hydra's runtime (``${hydra:...}``, ``${now:...}``) cannot be
-    resolved afterwards, so they keep their text. Returns (resolved, raw) where raw holds
-    the original text of every interpolated key.
+    Nothing in it is resolved: a received run directory is untrusted, and resolving
+    ``${oc.env:...}`` would copy this machine's environment into the report. Our trainer saves
+    the config resolved, so this only leaves the interpolations of a config Hydra saved itself
+    as their text. Returns (values, raw) where raw holds every value that is an
+    interpolation's text (groups.py reads it to spot keys derived from the seed).
     """
-    cfg = OmegaConf.load(path)
-    if not OmegaConf.is_dict(cfg):
+    try:
+        data = read_yaml_data(path)
+    except YamlDataError as err:
+        raise ReportError(str(err)) from None
+    if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a mapping at the top level")
-    container = OmegaConf.to_container(cfg, resolve=False)
-    flat = pd.json_normalize(container, sep=".").iloc[0].to_dict() if container else {}
-    raw: dict[str, Any] = {}
-    for key, value in flat.items():
-        if isinstance(value, str) and "${" in value:
-            raw[key] = value
-            try:
-                resolved = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
-            except OmegaConfBaseException:
-                continue
-            flat[key] = (
-                OmegaConf.to_container(resolved, resolve=True)
-                if OmegaConf.is_config(resolved)
-                else resolved
-            )
+    flat = pd.json_normalize(data, sep=".").iloc[0].to_dict() if data else {}
+    raw = {k: v for k, v in flat.items() if isinstance(v, str) and "${" in v}
     return flat, raw
+
+
+#: columns holding text; every other contract column must hold numbers.
+_TEXT_COLUMNS = ("split", "layer", "metric")
 
 
 def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -95,34 +92,51 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame(columns=columns)
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, encoding="utf-8")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ReportError(f"{path}: not a readable CSV ({err})") from err
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ReportError(f"{path}: not a readable CSV ({reason})") from err
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ReportError(f"{path}: missing column(s) {', '.join(missing)}")
+    for column in frame.columns:
+        if column in _TEXT_COLUMNS or pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame[column][numbers.isna() & frame[column].notna()]
+        if len(bad):
+            raise ReportError(
+                f"{path}: line {int(bad.index[0]) + 2}: {column}={bad.iloc[0]!r} is not a number"
+            )
+        frame[column] = numbers
     return frame.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    """summary.json as a dict whose fields the report reads have their types."""
+    try:
+        summary = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ReportError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise ReportError(f"{path}: not readable JSON ({err})") from err
+    if not isinstance(summary, dict):
+        raise ReportError(f"{path}: expected a JSON object")
+    status = summary.get("status", "running")
+    if status not in STATUSES:
+        raise ReportError(f"{path}: status {status!r}; valid: {', '.join(STATUSES)}")
+    if not isinstance(summary.get("data") or {}, dict):
+        raise ReportError(f"{path}: data={summary['data']!r} is not a JSON object")
+    return summary
 
 
 def load_run(path: Path) -> Run:
     """Read one run directory; a malformed file raises ReportError naming it."""
-    summary_path = path / "summary.json"
-    try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ReportError(f"{summary_path}: not readable JSON ({err})") from err
-    if not isinstance(summary, dict):
-        raise ReportError(f"{summary_path}: expected a JSON object")
-    status = summary.get("status", "running")
-    if status not in STATUSES:
-        raise ReportError(f"{summary_path}: status {status!r}; valid: {', '.join(STATUSES)}")
+    summary = _read_summary(path / "summary.json")
     config_path = path / ".hydra" / "config.yaml"
     if not config_path.is_file():
         raise ReportError(f"{path}: no .hydra/config.yaml")
-    try:
-        config, raw = flatten_config(config_path)
-    except (OSError, OmegaConfBaseException) as err:
-        raise ReportError(f"{config_path}: not readable YAML ({err})") from err
+    config, raw = flatten_config(config_path)
     diag_path = path / "diagnostics.csv"
     return Run(
         path=path,
@@ -156,6 +170,11 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
         except ReportError as err:
             log.warning("skipping run: %s", err)
             skipped.append(str(err))
+        except Exception as err:  # each run is parsed in isolation: one can never stop a report
+            first = (str(err).strip().splitlines() or [""])[0]
+            reason = f"{run_dir}: {type(err).__name__}: {first}"
+            log.warning("skipping run: %s", reason)
+            skipped.append(reason)
     if not runs:
         where = ", ".join(str(r) for r in roots)
         detail = f" ({len(skipped)} unreadable: {skipped[0]})" if skipped else ""
