@@ -182,6 +182,24 @@ class ExponentialSchedule(ScheduleConfig):
     start: int = field(default=1, metadata=_at_least_one())
 
 
+@dataclass
+class LoggerConfig:
+    """Where the numbers go besides metrics.csv / eval.csv (experiments/loggers.py)."""
+
+    name: str = field(default="csv", metadata=_choices("csv", "tensorboard", "mlflow", "wandb"))
+
+
+@dataclass
+class MLflowLogger(LoggerConfig):
+    tracking_uri: str | None = None  # null: a file store in <paths.results_dir>/mlruns
+
+
+@dataclass
+class WandbLogger(LoggerConfig):
+    project: str = "actlab"
+    mode: str = field(default="offline", metadata=_choices("offline", "online", "disabled"))
+
+
 SCHEMAS: dict[str, type] = {
     "trainer": TrainerConfig,
     "paths": PathsConfig,
@@ -193,6 +211,10 @@ SCHEMAS: dict[str, type] = {
     "schedule/multistep": MultiStepSchedule,
     "schedule/cosine": CosineSchedule,
     "schedule/exponential": ExponentialSchedule,
+    "logger/csv": LoggerConfig,
+    "logger/tensorboard": LoggerConfig,
+    "logger/mlflow": MLflowLogger,
+    "logger/wandb": WandbLogger,
 }
 
 
@@ -256,7 +278,7 @@ register_resolvers()
 def validate(cfg: DictConfig) -> None:
     """Check all that needs no data; raise ConfigError (one line) on the first fault."""
     _check_top_level(cfg)
-    for group in ("trainer", "paths", "optimizer", "schedule"):
+    for group in ("trainer", "paths", "optimizer", "schedule", "logger"):
         _check_schema_node(cfg[group], group)
     _check_trainer(cfg.trainer)
     for i, rule in enumerate(cfg.optimizer.multipliers):

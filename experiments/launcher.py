@@ -50,6 +50,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 from tqdm import tqdm
 
+from experiments.cores import parallel_jobs
 from experiments.rundir import RunDir, RunDirError
 
 log = logging.getLogger(__name__)
@@ -68,14 +69,6 @@ class SweepStopped(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(f"sweep stopped by {signal.Signals(signum).name}")
         self.signum = signum
-
-
-def parallel_jobs(n_jobs: int | None) -> int:
-    """How many jobs run at once, with joblib's meaning of ``n_jobs`` (-1 = every core)."""
-    cores = os.cpu_count() or 1
-    if not n_jobs:
-        return 1
-    return n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
 
 
 @dataclass

@@ -31,7 +31,17 @@ from experiments.rundir import EVAL_COLUMNS, RunDir
 from experiments.yamldata import YamlDataError, parse_yaml_data, read_yaml_data
 
 #: config keys (and subtrees) that may differ when resuming: they do not change what is computed.
-RESUME_MAY_CHANGE = ("trainer.resume", "trainer.diagnostics", "paths", "report")
+#: A larger budget (max_steps, max_epochs, max_time_s) continues a run (train._extends).
+RESUME_MAY_CHANGE = (
+    "trainer.resume",
+    "trainer.diagnostics",
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "trainer.max_time_s",
+    "logger",
+    "paths",
+    "report",
+)
 #: what every checkpoint the trainer writes holds (see Trainer._save).
 STATE_KEYS = (
     "step",
@@ -115,15 +125,26 @@ def check_same_config(saved: Any, cfg: DictConfig, source: Path) -> None:
         raise ResumeRefused(f"{source} holds no config mapping; restore it, or {START_OVER}")
     before = _flat(saved)
     now = _flat(OmegaConf.to_container(cfg, resolve=True))
-    for key in sorted(set(before) | set(now)):
-        if may_change(key):
-            continue
-        if before.get(key, "<unset>") != now.get(key, "<unset>"):
-            raise ResumeRefused(
-                f"{source} holds a run with {key}={before.get(key, '<unset>')!r}, not "
-                f"{now.get(key, '<unset>')!r}; give this run another run_name, or pass "
-                "trainer.resume=false to replace it"
-            )
+    differ = [
+        key
+        for key in sorted(set(before) | set(now))
+        if not may_change(key) and before.get(key, "<unset>") != now.get(key, "<unset>")
+    ]
+    if differ:
+        key = _telling(differ, before, now)
+        others = f" (and {len(differ) - 1} more key(s))" if len(differ) > 1 else ""
+        raise ResumeRefused(
+            f"{source} holds a run with {key}={before.get(key, '<unset>')!r}, not "
+            f"{now.get(key, '<unset>')!r}{others}; give this run another run_name, or pass "
+            "trainer.resume=false to set that run aside and start over"
+        )
+
+
+def _telling(keys: list[str], saved: dict[str, Any], now: dict[str, Any]) -> str:
+    """The key to name first: a group choice (``init.name``) over a key that only one of the
+    two configs has (``init.mode`` exists for taylor, not for he_fan_in)."""
+    both = [k for k in keys if k in saved and k in now]
+    return next((k for k in both if k.endswith(".name")), (both or keys)[0])
 
 
 def _config_copy(state: dict[str, Any], path: Path) -> Any:

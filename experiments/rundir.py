@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +26,8 @@ from typing import IO, Any
 METRICS_COLUMNS = ("step", "epoch", "time_s", "cpu_s", "train_loss", "lr")
 #: eval.csv columns before the task's metric column ("error" or "bpc").
 EVAL_COLUMNS = ("step", "epoch", "time_s", "split", "loss")
+#: what a run directory set aside by trainer.resume=false has in its name (reports skip it).
+REPLACED = ".replaced-"
 #: statuses after which re-running the same command has nothing left to do.
 FINAL_STATUSES = ("completed", "diverged")
 #: every status a summary.json may hold.
@@ -163,6 +166,7 @@ class RunDir:
         self.summary = self.path / "summary.json"
         self.checkpoint = self.path / "checkpoints" / "last.pt"
         self.config = self.path / ".hydra" / "config.yaml"
+        self.log = self.path / "train.log"
 
     def read_summary(self) -> dict[str, Any] | None:
         """summary.json, or None when absent; a damaged one raises RunDirError naming it."""
@@ -197,6 +201,22 @@ class RunDir:
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
+
+    def set_aside(self) -> Path | None:
+        """Move everything in the directory into a new sibling ``<name>.replaced-<UTC time>``
+        and return it (None when there was nothing). The directory itself stays, so a lock
+        held on it stays held."""
+        entries = list(self.path.iterdir()) if self.path.is_dir() else []
+        if not entries:
+            return None
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        aside = self.path.with_name(f"{self.path.name}{REPLACED}{stamp}")
+        aside.mkdir()
+        for entry in entries:
+            entry.rename(aside / entry.name)
+        _fsync_dir(aside)
+        _fsync_dir(self.path)
+        return aside
 
     def remove_temporaries(self) -> None:
         """Delete half-written files a killed run left (see atomic_write); call under lock().

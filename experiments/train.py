@@ -3,7 +3,10 @@
 Hydra composes the config and picks the run directory,
 ``${paths.results_dir}/${experiment_name}/${run_name}`` (no timestamps: the same command finds
 the same directory, which is how resume works). Before anything is written the config is
-validated, so a bad key or value fails in one line and leaves no run directory.
+validated, so a bad key or value fails in one line and leaves no run directory. Nothing is
+deleted: ``trainer.resume=false`` moves an earlier run aside (``RunDir.set_aside``), and a
+completed run given a larger budget continues from its checkpoint (``_extends``). Every log
+line of a run also goes to its train.log (experiments.runlog).
 
 Outcomes and exit status: ``completed``, ``diverged`` (a result, not a crash) and "already
 completed" exit 0. A run that crashes while training is recorded as ``failed`` in its
@@ -16,8 +19,11 @@ stopping a sweep.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.resources
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,13 +37,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import checkpoint, resume
 from experiments.config import describe_error, validate
-from experiments.launcher import SweepStopped, parallel_jobs
+from experiments.cores import parallel_jobs, threads_for
+from experiments.launcher import SweepStopped
 from experiments.rundir import FINAL_STATUSES, RunDir, atomic_write_text
-from experiments.trainer import Interrupted, Trainer, build
+from experiments.runlog import run_log
+from experiments.trainer import (
+    Interrupted,
+    Trainer,
+    build,
+    planned_steps,
+)
 
 log = logging.getLogger("actlab")
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: The config tree, package data of ``experiments`` (a link to the checkout's configs/), so an
+#: installed wheel runs from any directory.
+CONFIG_DIR = Path(str(importlib.resources.files("experiments") / "configs"))
 
 
 class RunFailed(RuntimeError):
@@ -60,19 +75,29 @@ def run(
     """
     validate(cfg)
     rundir = RunDir(run_dir)
-    with rundir.lock():
+    with rundir.lock(), contextlib.ExitStack() as stack:
         rundir.remove_temporaries()
-        previous = resume.previous_summary(rundir, cfg) if cfg.trainer.resume else None
-        if previous is not None and previous["status"] in FINAL_STATUSES:
+        aside = rundir.set_aside() if not cfg.trainer.resume else None
+        stack.enter_context(run_log(rundir))
+        if aside is not None:  # said once the new log is open, so it records it too
+            log.warning(
+                "%s: trainer.resume=false: the earlier run was moved to %s", rundir.path, aside
+            )
+        previous = resume.previous_summary(rundir, cfg)  # refuses before any file changes
+        if (
+            previous is not None
+            and previous["status"] in FINAL_STATUSES
+            and not _extends(previous, cfg)
+        ):
             log.info(
-                "%s: already %s at step %d; nothing to do (trainer.resume=false starts over)",
+                "%s: already %s at step %d; nothing to do (raise trainer.max_steps to "
+                "continue it; trainer.resume=false starts over, keeping this one aside)",
                 rundir.path,
                 previous["status"],
                 previous["step"],
             )
             return previous["status"]
-        if cfg.trainer.threads or threads:
-            torch.set_num_threads(cfg.trainer.threads or threads)
+        torch.set_num_threads(cfg.trainer.threads or threads or threads_for(1))
         parts = build(cfg)
         state = None
         if previous is not None and rundir.checkpoint.exists():
@@ -93,6 +118,22 @@ def run(
             return "failed"
 
 
+def _extends(previous: Mapping[str, Any], cfg: DictConfig) -> bool:
+    """A completed run whose budget was raised (max_steps / max_epochs) continues from its last
+    checkpoint; a diverged one stays as it is."""
+    if previous["status"] != "completed" or previous.get("stop_reason") == "max_time_s":
+        return False
+    budget = planned_steps(
+        cfg.trainer.max_steps, cfg.trainer.max_epochs, previous["steps_per_epoch"]
+    )
+    if budget <= previous["step"]:
+        return False
+    log.info(
+        "%s: completed at step %d; continuing to step %d", cfg.run_name, previous["step"], budget
+    )
+    return True
+
+
 def _save_config(rundir: RunDir, cfg: DictConfig, hydra_files: Mapping[str, Any]) -> None:
     """.hydra/config.yaml (resolved) and Hydra's own files, once the run is known to start."""
     atomic_write_text(rundir.config, OmegaConf.to_yaml(cfg, resolve=True))
@@ -100,12 +141,11 @@ def _save_config(rundir: RunDir, cfg: DictConfig, hydra_files: Mapping[str, Any]
         atomic_write_text(rundir.config.parent / name, OmegaConf.to_yaml(node))
 
 
-def _threads_per_job(hydra_cfg: DictConfig) -> int | None:
-    """CPU threads per job when a launcher runs ``n_jobs`` jobs at once (joblib)."""
+def _threads_per_job(hydra_cfg: DictConfig) -> int:
+    """CPU threads per job, by one rule under every launcher: the cores this process may use,
+    shared by the jobs the launcher runs at once (``n_jobs`` under joblib, else one)."""
     n_jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.mode == RunMode.MULTIRUN else None
-    if not n_jobs:
-        return None
-    return max(1, (os.cpu_count() or 1) // parallel_jobs(n_jobs))
+    return threads_for(parallel_jobs(n_jobs))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
@@ -127,8 +167,7 @@ def _hydra_task(cfg: DictConfig) -> None:
         raise SystemExit(128 + stop.signum) from None
     except Exception as err:
         RunDir(run_dir).remove_if_empty(up_to=Path(cfg.paths.results_dir))
-        if multirun:  # Hydra runs the other jobs, then raises the first error to main()
-            log.error("[%s] %s", run_dir.name, describe_error(err))
+        if multirun:  # the sweeper runs the other jobs, then raises the errors to main()
             raise
         _exit_with(err)
     if status == "failed" and not multirun:
@@ -153,7 +192,13 @@ def main() -> None:
     """Run the Hydra app, reporting errors in one line (HYDRA_FULL_ERROR=1 shows tracebacks)."""
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        _hydra_task()
+        try:
+            _hydra_task()
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be handled
+    except BrokenPipeError:  # `--help | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
     except KeyboardInterrupt:
         sys.exit(130)
     except SweepStopped as stop:  # its jobs checkpointed and were marked interrupted

@@ -50,7 +50,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 import activations
-from experiments import checkpoint, diagnostics
+from experiments import checkpoint, diagnostics, loggers
 from experiments.data import build_task
 from experiments.denormals import flush_denormals
 from experiments.inits import initialize
@@ -246,7 +246,9 @@ class Trainer:
     def __init__(self, parts: Components, cfg: DictConfig, run: RunDir) -> None:
         self.parts = parts
         self.cfg = cfg.trainer
+        self.config = cfg
         self.run = run
+        self.sink: loggers.Sink | None = None
         self.label = cfg.run_name
         self.seed = cfg.seed
         #: kept in every checkpoint: what trained, checked on resume (experiments.resume).
@@ -354,6 +356,9 @@ class Trainer:
             metric_columns = METRICS_COLUMNS + (("grad_norm",) if self.cfg.log_grad_norm else ())
             self.metrics_log = stack.enter_context(CsvLog(self.run.metrics, metric_columns))
             self.eval_log = stack.enter_context(CsvLog(self.run.eval, (*EVAL_COLUMNS, self.metric)))
+            self.sink = loggers.open_sink(self.config, self.run, first_step=self.step)
+            if self.sink is not None:
+                stack.callback(self.sink.close)
             bar = stack.enter_context(
                 tqdm(
                     total=self.parts.total_steps,
@@ -499,6 +504,8 @@ class Trainer:
         if self.cfg.log_grad_norm:
             row["grad_norm"] = self.window["grad_norm"].item() / count
         self.metrics_log.write(**row)
+        if self.sink is not None:
+            self.sink.log(loggers.train_values(row), self.step)
         self.window["loss"].zero_()
         self.window["grad_norm"].zero_()
         self.window["count"] = 0
@@ -569,6 +576,9 @@ class Trainer:
         self.eval_log.write(
             epoch=self._epoch(), time_s=round(self.watch.read(), 3), split=split, **record
         )
+        if self.sink is not None:
+            values = {"loss": record["loss"], self.metric: record[self.metric]}
+            self.sink.log({f"{split}/{k}": float(v) for k, v in values.items()}, self.step)
         log.info(
             "[%s] %s at step %d: loss %.4f %s %.4f",
             self.label,

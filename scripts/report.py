@@ -1,66 +1,9 @@
-"""Figures, tables and claim verdicts for one or more study directories of run directories.
+"""``actlab-report`` from a checkout: ``python scripts/report.py results/<experiment> ...``
+(experiments/report/cli.py has the options)."""
 
-    python scripts/report.py results/<experiment> [more dirs] [--x step|time|epoch]
-        [--smooth N] [--logy] [--diag-steps S [S ...]] [--out DIR]
-
-Writes <first dir>/report/ (or --out): README.md, PNG + PDF figures, results.{md,tex,csv},
-published.csv, runs.csv. Every run directory under the given directories is read, so several
-sweeps can be combined on purpose (the end-of-sweep report covers only its own sweep); the runs
-read are listed on stderr and in the report. Prints the report's path; bad input prints one
-line and exits with status 1.
-"""
-
-from __future__ import annotations
-
-import argparse
-import logging
 import sys
 
-from experiments.report.build import write_report
-from experiments.report.figures import X_AXES
-from experiments.report.runs import ReportError
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dirs", nargs="+", help="study directories holding run directories")
-    parser.add_argument(
-        "--x",
-        default="step",
-        choices=sorted(X_AXES),
-        help="x axis of the validation curves (default: step)",
-    )
-    parser.add_argument(
-        "--smooth",
-        type=int,
-        default=1,
-        help="trailing mean over N logged points of the training loss",
-    )
-    parser.add_argument("--logy", action="store_true", help="log-scale y axes of the curves")
-    parser.add_argument(
-        "--diag-steps",
-        type=int,
-        nargs="+",
-        help="steps of the per-layer diagnostics (default: first and last)",
-    )
-    parser.add_argument("--out", help="output directory (default: <first dir>/report)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="report: %(message)s", stream=sys.stderr)
-    try:
-        page = write_report(
-            args.dirs,
-            args.out,
-            x=args.x,
-            smooth=args.smooth,
-            logy=args.logy,
-            diag_steps=args.diag_steps,
-        )
-    except ReportError as err:
-        print(f"report: {err}", file=sys.stderr)
-        return 1
-    print(page)
-    return 0
-
+from experiments.report.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -60,6 +60,7 @@ def _sweep(results: Path, *overrides: str) -> None:
         "dataset.eval_batch_size=64",
         "model=nin",
         "model.widths=[4,4,4,4,4,4,4,4]",
+        "optimizer=sgd",  # the labels below carry its lr, 0.1
         "trainer.max_steps=4",
         "trainer.log_every=1",
         "trainer.eval_every=2",

@@ -17,6 +17,7 @@ from conftest import TINY_PLAINNET
 
 import activations
 import experiments.train
+import experiments.trainer
 from experiments import checkpoint
 from experiments.config import ConfigError, describe_error, validate
 from experiments.optim import build_schedule
@@ -40,8 +41,9 @@ def _rows(path: Path, drop: tuple[str, ...] = ("time_s", "cpu_s")) -> list[dict[
 TINY_NIN_PARAMS = (
     (5 * 5 * 3 + 1) * 8 + 5 * (8 * 8 + 8) + (5 * 5 * 8 + 1) * 8 + (3 * 3 * 8 + 1) * 8 + 90
 )
-#: PReLU's per-channel slopes after those convs: eight of 8 channels and the 10 class maps.
-TINY_NIN_PRELU_SLOPES = 8 * 8 + 10
+#: PReLU's per-channel slopes after those convs: eight of 8 channels (the class maps have none:
+#: model.final_activation is false by default).
+TINY_NIN_PRELU_SLOPES = 8 * 8
 
 
 @pytest.mark.parametrize("model", ["nin", "plainnet"])
@@ -169,7 +171,7 @@ def test_gradient_clipping_bounds_one_sgd_update(tiny_config, tmp_path):
     """With plain SGD at lr 1 the first update is minus the (clipped) gradient, so clipping
     by value bounds every element and clipping by norm the whole update's norm; the logged
     grad_norm is the unclipped norm."""
-    plain = ("optimizer.lr=1", "optimizer.momentum=0", "optimizer.weight_decay=0")
+    plain = ("optimizer=sgd", "optimizer.lr=1", "optimizer.momentum=0", "optimizer.weight_decay=0")
     one_step = ("trainer.max_steps=1", "trainer.log_every=1", *plain)
     initial = build(tiny_config(*one_step)).model.state_dict()
 
@@ -331,15 +333,74 @@ def test_finished_run_is_skipped_and_resume_false_starts_over(tiny_config, tmp_p
         assert run(cfg, tmp_path) == "completed"
     assert "already completed at step 4; nothing to do" in caplog.text
     assert ckpt.stat().st_mtime_ns == stamp
-    assert run(tiny_config("trainer.resume=false"), tmp_path) == "completed"
+    first = RunDir(tmp_path).summary.read_text()
+    with caplog.at_level("INFO", logger="actlab"):
+        assert run(tiny_config("trainer.resume=false"), tmp_path) == "completed"
     assert ckpt.stat().st_mtime_ns != stamp
     assert [r["step"] for r in read_csv(RunDir(tmp_path).metrics)] == ["2", "4"]
+    # the replaced run is kept whole beside the new one, and one line says where
+    (aside,) = tmp_path.parent.glob(f"{tmp_path.name}.replaced-*")
+    assert (aside / "summary.json").read_text() == first
+    assert (aside / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    assert {"metrics.csv", "eval.csv", ".hydra", "train.log"} <= {p.name for p in aside.iterdir()}
+    moved = [r for r in caplog.records if "moved to" in r.getMessage()]
+    assert len(moved) == 1 and str(aside) in moved[0].getMessage()
+    assert "moved to" in RunDir(tmp_path).log.read_text()
+
+
+def test_a_completed_run_extends_to_a_larger_budget(tiny_config, tmp_path):
+    """Raising max_steps continues from the last checkpoint: the same rows and weights as a
+    run given the larger budget from the start (deterministic mode, constant schedule)."""
+    six = ("trainer.max_steps=6", "trainer.deterministic=true", "activation=rrelu")
+    assert run(tiny_config(*six), tmp_path / "unbroken") == "completed"
+    assert run(tiny_config(*six, "trainer.max_steps=4"), tmp_path / "extended") == "completed"
+    extended = RunDir(tmp_path / "extended")
+    assert run(tiny_config(*six), extended.path) == "completed"
+    summary = extended.read_summary()
+    assert (summary["step"], summary["total_steps"], summary["resumed_at_steps"]) == (6, 6, [4])
+    unbroken = RunDir(tmp_path / "unbroken")
+    assert _rows(extended.metrics) == _rows(unbroken.metrics)
+    # the first budget's end was evaluated on val (kept) and test (replaced by step 6's)
+    assert [(r["step"], r["split"]) for r in read_csv(extended.eval)] == [
+        ("4", "val"),
+        ("6", "val"),
+        ("6", "test"),
+    ]
+    final, reference = _weights(extended.checkpoint), _weights(unbroken.checkpoint)
+    assert all(torch.equal(final[k], reference[k]) for k in reference)
+    # a smaller budget than the steps done changes nothing
+    assert run(tiny_config(*six, "trainer.max_steps=5"), extended.path) == "completed"
+    assert extended.read_summary()["step"] == 6
+
+
+def test_train_log_holds_every_line_and_the_traceback(tiny_config, tmp_path, monkeypatch):
+    assert run(tiny_config(), tmp_path / "ok") == "completed"
+    text = RunDir(tmp_path / "ok").log.read_text()
+    assert "step 4/4" in text and "test at step 4" in text
+
+    def crash(self, step):
+        raise ZeroDivisionError("boom in the loop")
+
+    monkeypatch.setattr(experiments.trainer.Trainer, "train_step", crash)
+    assert run(tiny_config(), tmp_path / "crash") == "failed"
+    text = RunDir(tmp_path / "crash").log.read_text()
+    assert "Traceback (most recent call last)" in text and "ZeroDivisionError: boom" in text
 
 
 def test_a_run_directory_refuses_a_different_config(tiny_config, tmp_path):
-    assert run(tiny_config(), tmp_path) == "completed"
+    assert run(tiny_config("optimizer.lr=0.1"), tmp_path) == "completed"
     with pytest.raises(ConfigError, match=r"optimizer.lr=0.1, not 0.05"):
         run(tiny_config("optimizer.lr=0.05"), tmp_path)
+
+
+def test_a_refusal_names_the_group_choice_not_a_key_only_one_side_has(tiny_config, tmp_path):
+    """he_fan_in has no init.mode and taylor has one; the line names init.name first."""
+    assert run(tiny_config("init=he_fan_in"), tmp_path) == "completed"
+    with pytest.raises(ConfigError) as refused:
+        run(tiny_config("init=taylor"), tmp_path)
+    message = str(refused.value)
+    assert "init.name='he_fan_in', not 'taylor' (and 1 more key(s))" in message
+    assert "<unset>" not in message
 
 
 def test_a_crash_is_recorded_as_failed(tiny_config, tmp_path, monkeypatch):
@@ -376,7 +437,10 @@ def test_a_crash_is_recorded_as_failed(tiny_config, tmp_path, monkeypatch):
         ("trainer.max_steps=-3", "trainer.max_steps=-3 is out of range; must be >= 1"),
         ("trainer.max_steps=null", "set trainer.max_steps or trainer.max_epochs"),
         ("+trainer.max_stpes=5", "unknown config key 'trainer.max_stpes'; did you mean"),
-        ("optimizer.momentum=1.5", "optimizer.momentum=1.5 is out of range; must be >= 0 and < 1"),
+        (
+            "optimizer=sgd optimizer.momentum=1.5",
+            "optimizer.momentum=1.5 is out of range; must be >= 0 and < 1",
+        ),
         ("schedule=multistep", None),
         ("schedule=multistep schedule.unit=epoch", "schedule.unit='epoch' is not allowed"),
         ("+model.widht=3", "unknown config key 'model.widht'; did you mean 'model.widths'?"),

@@ -91,6 +91,8 @@ def report_unfinished_sweeps() -> None:
 
 
 def _write(config: DictConfig, sweep_id: str | None) -> None:
+    if OmegaConf.select(config, "hydra.sweeper.dry_run", default=False):  # nothing ran
+        return
     if not enabled(config.get("report")):
         log.info("report=false: no report written")
         return

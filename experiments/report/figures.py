@@ -18,6 +18,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib import ticker
 from matplotlib.lines import Line2D
 
 from experiments.report import style
@@ -80,6 +81,15 @@ def _legend_label(group: Group) -> str:
     counts = group.status_counts
     others = [f"{counts[s]} {s}" for s in sorted(counts) if s != "completed"]
     return f"{group.label} (n={counts.get('completed', 0)}{''.join(', ' + o for o in others)})"
+
+
+class PlainLogFormatter(ticker.LogFormatter):
+    """Log-axis tick labels as plain numbers (2.8, 0.05, 1000; 1e-05 below 1e-4), where
+    matplotlib's default writes 2.8x10^0; which ticks get a label is still matplotlib's choice
+    (every minor tick within a decade, fewer as the range grows)."""
+
+    def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
+        return f"{x:g}"
 
 
 def _limits(values: list[np.ndarray], logy: bool) -> tuple[float, float] | None:
@@ -225,6 +235,9 @@ def plot_curves(
         flat[0].set_ylim(*limits)
     if logy:
         flat[0].set_yscale("log")
+        for ax in flat:  # "2", "0.6", not "2x10^0"
+            for axis_labels in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                axis_labels(PlainLogFormatter(labelOnlyBase=False))
     for row in axes:
         row[0].set_ylabel(ylabel)
     handles = {k: v for d in drawn for k, v in d.handles.items()}

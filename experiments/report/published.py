@@ -23,6 +23,7 @@ belong here; the tag says how sure we are and is shown next to every value.
 
 from __future__ import annotations
 
+import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ import yaml
 from experiments.report.groups import Group, select, values_equal
 from experiments.report.runs import ReportError
 
-PUBLISHED_DIR = Path(__file__).parent / "published"
+#: package data (pyproject.toml), so an installed wheel finds it too
+PUBLISHED_DIR = Path(str(importlib.resources.files(__package__) / "published"))
 TAGS = ("READ", "SEC", "MEM", "DER")
 #: published metric -> (the RUN_STATS entry it is compared with, the eval.csv metric it needs).
 METRICS: dict[str, tuple[str, str | None]] = {

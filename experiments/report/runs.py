@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.rundir import REPLACED
 from experiments.yamldata import YamlDataError, read_yaml_data
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,12 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
         if not root.is_dir():
             raise ReportError(f"{root}: not a directory")
     found = sorted(
-        {s.parent.resolve() for root in roots for s in root.rglob("summary.json")},
+        {
+            s.parent.resolve()
+            for root in roots
+            for s in root.rglob("summary.json")
+            if REPLACED not in str(s.relative_to(root))  # runs set aside by resume=false
+        },
     )
     runs: list[Run] = []
     skipped: list[str] = []
