@@ -5,6 +5,7 @@ how the fused units (rrelu, mpelu, tlu) run (see ``activations.backend``).
 """
 
 from activations import channels as _channels  # noqa: F401  (the imports register the units)
+from activations import noisy as _noisy  # noqa: F401
 from activations import parametric as _parametric  # noqa: F401
 from activations import rectifiers as _rectifiers  # noqa: F401
 from activations import smooth as _smooth  # noqa: F401

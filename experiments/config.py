@@ -147,6 +147,13 @@ class RMSpropConfig(OptimizerConfig):
 
 
 @dataclass
+class AdagradConfig(OptimizerConfig):
+    lr_decay: float = field(default=0.0, metadata=_range(0))
+    initial_accumulator_value: float = field(default=0.0, metadata=_range(0))
+    eps: float = field(default=1e-10, metadata=_positive())
+
+
+@dataclass
 class ScheduleConfig:
     name: str = MISSING
 
@@ -199,6 +206,7 @@ SCHEMAS: dict[str, type] = {
     "optimizer/sgd": SGDConfig,
     "optimizer/adam": AdamConfig,
     "optimizer/rmsprop": RMSpropConfig,
+    "optimizer/adagrad": AdagradConfig,
     "schedule/constant": ConstantSchedule,
     "schedule/multistep": MultiStepSchedule,
     "schedule/cosine": CosineSchedule,

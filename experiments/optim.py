@@ -30,6 +30,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
 }
 #: optimizer config keys that shape the parameter groups rather than the torch optimizer.
 GROUP_KEYS = (

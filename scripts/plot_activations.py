@@ -4,9 +4,10 @@
     python scripts/plot_activations.py --units relu lrelu:slope=0.1818 mpelu:alpha=1 --out f
 
 A unit is ``NAME`` or ``NAME:key=value,...`` with the unit's own parameters. Units are drawn
-at those parameters in evaluation mode; for rrelu the band its training slopes span
-(1/upper .. 1/lower) is shaded. Colours come from ``experiments.report.style`` so a unit looks
-the same in every figure of the project.
+at those parameters in evaluation mode; for units that draw random numbers while training (rrelu,
+the noisy family) the band holding 95% of the training-mode draws of f(x) and f'(x) is shaded.
+Colours come from ``experiments.report.style`` so a unit looks the same in every figure of the
+project.
 """
 
 from __future__ import annotations
@@ -19,10 +20,24 @@ import torch
 import yaml
 
 import activations
-from activations.rectifiers import RReLU
 from experiments.report import style
 
-DEFAULT_UNITS = ["relu", "lrelu", "prelu", "rrelu", "elu", "mpelu", "tlu", "tanh", "sigmoid"]
+DEFAULT_UNITS = [
+    "relu",
+    "lrelu",
+    "prelu",
+    "rrelu",
+    "elu",
+    "mpelu",
+    "tlu",
+    "tanh",
+    "sigmoid",
+    "noisy_hard_tanh",
+    "noisy_hard_sigmoid",
+]
+#: training-mode draws per x for the band of a random unit, and the share of them it holds.
+BAND_DRAWS = 512
+BAND_COVERAGE = 0.95
 DEFAULT_OUT = "results/figures/activations"
 
 
@@ -51,6 +66,23 @@ def curves(unit: activations.Activation, x: torch.Tensor) -> tuple[torch.Tensor,
     return y.detach(), xg.grad
 
 
+def training_band(
+    unit: activations.Activation, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Quantile bands (f low, f high, f' low, f' high) of a random unit's training-mode draws at
+    each x, or None for a unit that draws nothing while training. Seeded: the figure is stable."""
+    if not unit.train().draws_random:
+        unit.eval()
+        return None
+    unit.generator = torch.Generator().manual_seed(0)
+    f, d = curves(unit, x.repeat(BAND_DRAWS))
+    unit.eval()
+    tails = torch.tensor([(1 - BAND_COVERAGE) / 2, (1 + BAND_COVERAGE) / 2], dtype=x.dtype)
+    f_q = torch.quantile(f.view(BAND_DRAWS, -1), tails, dim=0)
+    d_q = torch.quantile(d.view(BAND_DRAWS, -1), tails, dim=0)
+    return f_q[0], f_q[1], d_q[0], d_q[1]
+
+
 def plot(specs: list[str], out: str, xmin: float, xmax: float) -> list[str]:
     style.apply()
     fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(2 * style.COLUMN_WIDTH, 2.4))
@@ -64,14 +96,13 @@ def plot(specs: list[str], out: str, xmin: float, xmax: float) -> list[str]:
         dashes = ("-", "--", ":", "-.")[seen.get(name, 0) % 4]
         seen[name] = seen.get(name, 0) + 1
         label = name + (f" ({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
-        if isinstance(unit, RReLU):
-            label += " (test; band: training)"
+        band = training_band(unit, x)
+        if band is not None:
+            label += " (eval; band: training)"
+            ax_f.fill_between(x, band[0], band[1], color=color, alpha=0.15, lw=0)
+            ax_d.fill_between(x, band[2], band[3], color=color, alpha=0.15, lw=0)
         ax_f.plot(x, f, dashes, color=color, label=label)
         ax_d.plot(x, d, dashes, color=color, label=label)
-        if isinstance(unit, RReLU):  # the slopes its training draws span
-            neg = x[x < 0]
-            ax_f.fill_between(neg, neg / unit.lower, neg / unit.upper, color=color, alpha=0.15)
-            ax_d.fill_between(neg, 1 / unit.upper, 1 / unit.lower, color=color, alpha=0.15)
     ax_f.set(xlabel="x", ylabel="f(x)", title="activation")
     ax_d.set(xlabel="x", ylabel="f'(x)", title="derivative (autograd)")
     for ax in (ax_f, ax_d):

@@ -25,6 +25,13 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
+def _noisy_eval(x: float, h: float, u: float, alpha: float, c: float, p: float = 1.0) -> float:
+    """Gulcehre et al. 2016 Algorithm 1 at evaluation: the half-normal noise at its mean."""
+    sigma = c * (_sigmoid(p * (h - u)) - 0.5) ** 2
+    d = -math.copysign(1.0, x) * math.copysign(1.0, 1.0 - alpha) if x != 0 else 0.0
+    return alpha * h + (1 - alpha) * u + d * sigma * math.sqrt(2 / math.pi)
+
+
 SELU_LAMBDA = 1.0507009873554804934193349852946
 SELU_ALPHA = 1.6732632423543772848170429916717
 
@@ -47,6 +54,13 @@ FORMULAS = {
     "relu6": lambda x: min(max(x, 0.0), 6.0),
     "mpelu": lambda x: x if x > 0 else 0.25 * (math.exp(x) - 1.0),
     "tlu": lambda x: x if x >= 0 else math.tanh(x),
+    "hard_tanh": lambda x: min(max(x, -1.0), 1.0),
+    "hard_sigmoid": lambda x: min(max(0.25 * x + 0.5, 0.0), 1.0),
+    "noisy_hard_tanh": lambda x: _noisy_eval(x, min(max(x, -1.0), 1.0), x, 1.15, 0.5),
+    "noisy_hard_sigmoid": lambda x: _noisy_eval(
+        x, min(max(0.25 * x + 0.5, 0.0), 1.0), 0.25 * x + 0.5, 1.1, 0.15
+    ),
+    "noisy_relu": lambda x: max(x, 0.0),
 }
 CHANNEL_CHANGING = {"crelu", "maxout"}
 
@@ -69,10 +83,10 @@ LAYOUTS = [
 
 
 def _away_from_kinks(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
-    """float64 values in [-4, 8] at least 0.05 from the kinks at 0 and 6."""
+    """float64 values in [-4, 8] at least 0.05 from the kinks at -2, -1, 0, 1, 2 and 6."""
     x = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     x = x * 12 - 4
-    for kink in (0.0, 6.0):
+    for kink in (-2.0, -1.0, 0.0, 1.0, 2.0, 6.0):
         near = (x - kink).abs() < 0.05
         x = torch.where(near, x + 0.1, x)
     return x
@@ -89,7 +103,7 @@ def _unit(name: str, channels: int, channel_dim: int = 1, **params: object) -> n
 
 
 def _seeded(unit: activations.Activation, seed: int = 0) -> activations.Activation:
-    if isinstance(unit, activations.rectifiers.RReLU):
+    if hasattr(unit, "generator"):  # the units that draw noise: rrelu and the noisy family
         unit.generator = torch.Generator().manual_seed(seed)
     return unit
 
@@ -264,7 +278,13 @@ def test_per_channel_parameters_and_initial_values():
     assert list(fixed.parameters()) == [] and float(fixed.alpha) == 0.5
 
 
-LEARNABLE = [("prelu", {}), ("mpelu", {}), ("tlu", {"learnable": True})]
+LEARNABLE = [
+    ("prelu", {}),
+    ("mpelu", {}),
+    ("tlu", {"learnable": True}),
+    ("noisy_hard_tanh", {}),
+    ("noisy_hard_sigmoid", {}),
+]
 
 
 @pytest.mark.parametrize("name,params", LEARNABLE)
@@ -338,7 +358,7 @@ def test_gradcheck_input_and_parameters(name, backend_name):
     unit = _unit(name, channels=6, **({"learnable": True} if name == "tlu" else {}))
     with activations.use_backend(backend_name):
         _gradcheck(unit.eval(), _away_from_kinks((2, 6, 3)))
-        if name == "rrelu":  # training mode: the same draws on every call of gradcheck
+        if unit.train().draws_random:  # training mode: the same draws on every gradcheck call
             _gradcheck(unit.train(), _away_from_kinks((2, 6, 3)))
 
 

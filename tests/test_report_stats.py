@@ -313,3 +313,22 @@ def test_a_one_point_curve_is_a_point_and_a_first_row_divergence_is_marked(tmp_p
     assert elu[0].get_marker() == "o" and list(elu[0].get_xdata()) == [10]
     assert [ln.get_marker() for ln in relu] == [".", "x"]
     assert list(relu[-1].get_xdata()) == [10.0]
+
+
+def test_dead_unit_claims_compare_the_last_diagnostics_step_mean_over_layers(tmp_path):
+    """final_dead_units: the mean over layers at the last diagnostics step, not the first."""
+    claim = {"text": "elu < relu", "order": ["elu", "relu"], "metric": "final_dead_units"}
+    dead = {"elu": [0.00, 0.02, 0.01], "relu": [0.50, 0.60, 0.55]}
+    for unit, values in dead.items():
+        for seed, value in enumerate(values):
+            config = {"activation": {"name": unit}, "seed": seed, "report": {"claims": [claim]}}
+            run = write_run(tmp_path, f"{unit}-s{seed}", config, [2.0, 1.5, 1.0])
+            rows = [(0, layer, "dead_units", 0.9) for layer in (1, 2)]  # step 0: ignored
+            rows += [(30, 1, "dead_units", value - 0.1), (30, 2, "dead_units", value + 0.1)]
+            rows += [(30, 1, "zero_fraction", 0.5)]
+            pd.DataFrame(rows, columns=["step", "layer", "metric", "value"]).to_csv(
+                run / "diagnostics.csv", index=False
+            )
+    verdict = _verdict(tmp_path, claim)
+    assert verdict.verdict == "held"
+    assert verdict.pairs[0].difference == pytest.approx(0.54)

@@ -96,6 +96,20 @@ def test_parameter_groups_apply_the_multipliers(tiny_config):
     assert lr_wd == {"weights": (0.1, 1e-4), "biases": (0.1, 0.0), "activation": (0.5, 0.0)}
 
 
+def test_adagrad_first_step_moves_every_weight_by_lr_in_its_gradients_direction(tiny_config):
+    """Adagrad's rule (Duchi et al. 2011), accumulator from 0: step 1 is lr * g / |g| = lr sgn g."""
+    parts = build(tiny_config("optimizer=adagrad", "optimizer.lr=0.05"))
+    assert isinstance(parts.optimizer, torch.optim.Adagrad)
+    params = list(parts.model.parameters())
+    before = [p.detach().clone() for p in params]
+    gen = torch.Generator().manual_seed(0)
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen)
+    parts.optimizer.step()
+    for p, old in zip(params, before, strict=True):
+        torch.testing.assert_close(p.detach() - old, -0.05 * p.grad.sign(), atol=1e-6, rtol=0)
+
+
 def test_multistep_counts_epochs_as_steps():
     schedule = build_schedule(
         {"name": "multistep", "milestones": [2, 3.5], "gamma": 0.1, "unit": "epochs"},

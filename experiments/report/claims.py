@@ -54,7 +54,7 @@ import numpy as np
 from experiments.report import formatting, significance, timing
 from experiments.report.groups import Group, select
 from experiments.report.runs import ReportError, Run
-from experiments.report.stats import converged, run_stats
+from experiments.report.stats import DIAGNOSTIC_STATS, converged, diagnostic_stats, run_stats
 
 #: order-claim metrics -> the per-run value they compare (all lower-is-better).
 ORDER_METRICS = (
@@ -64,6 +64,7 @@ ORDER_METRICS = (
     "final_train_loss",
     "train_loss_at_time",
     "train_loss_at_step",
+    *DIAGNOSTIC_STATS,
 )
 ALIASES = {
     "test_error": "final_test",
@@ -180,6 +181,9 @@ def _order_values(claim: Claim, groups: list[Group]) -> tuple[list[np.ndarray], 
             if contention:
                 notes.append(contention + (" (CPU time used)" if x == "cpu_s" else ""))
         return [np.array([_interpolated(r, x, at) for r in rs]) for rs in runs], where, notes
+    if claim.metric in DIAGNOSTIC_STATS:
+        values = [np.array([diagnostic_stats(r)[claim.metric] for r in rs]) for rs in runs]
+        return values, " at the last diagnostics step", []
     return [np.array([run_stats(r)[claim.metric] for r in rs]) for rs in runs], "", []
 
 

@@ -46,6 +46,29 @@ def run_stats(run: Run) -> dict[str, float]:
     }
 
 
+#: per-run scalars from diagnostics.csv that claims may compare (not in the tables: most studies
+#: record no diagnostics), each the mean over weight layers at the last diagnostics step.
+DIAGNOSTIC_STATS: dict[str, str] = {
+    "final_dead_units": "mean over layers of the fraction of units never positive over the "
+    "diagnostics batch, at the last diagnostics step",
+    "final_zero_fraction": "mean over layers of the fraction of exactly-zero outputs, at the "
+    "last diagnostics step",
+}
+
+
+def diagnostic_stats(run: Run) -> dict[str, float]:
+    """The DIAGNOSTIC_STATS of one run (NaN when it recorded no diagnostics)."""
+    frame = run.diagnostics
+    if frame is None or not len(frame):
+        return dict.fromkeys(DIAGNOSTIC_STATS, math.nan)
+    last = frame[frame["step"] == frame["step"].max()]
+    out = {}
+    for stat in DIAGNOSTIC_STATS:
+        values = last.loc[last["metric"] == stat.removeprefix("final_"), "value"].astype(float)
+        out[stat] = float(values.mean()) if len(values) else math.nan
+    return out
+
+
 #: a classifier has learned only once its loss is this far below chance, ln(classes).
 CHANCE_MARGIN = 0.01
 

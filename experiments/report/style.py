@@ -30,6 +30,11 @@ ACTIVATION_COLORS: dict[str, str] = {
     "silu": "#3182bd",
     "mish": "#e6550d",
     "softplus": "#31a354",
+    "hard_tanh": "#ad494a",
+    "noisy_hard_tanh": "#e7969c",
+    "hard_sigmoid": "#bd9e39",
+    "noisy_hard_sigmoid": "#e7ba52",
+    "noisy_relu": "#6baed6",
 }
 _FALLBACK = plt.get_cmap("tab20").colors
 
