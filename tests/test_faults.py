@@ -184,7 +184,7 @@ BAD_INPUT = [
     ("model", ("model=nosuch",), "error: unknown model 'nosuch'; choose from: chargru, nin, "),
     ("dataset", ("dataset=nosuch",), "error: unknown dataset 'nosuch'; choose from: cifar10, "),
     ("init", ("init=nosuch",), "error: unknown init 'nosuch'; choose from: default, gaussian"),
-    ("optimizer", ("optimizer=nosuch",), "error: unknown optimizer 'nosuch'; choose from: adam"),
+    ("optimizer", ("optimizer=nosuch",), "error: unknown optimizer 'nosuch'; choose from: adagrad"),
     (
         "misspelt",
         ("dataset.batch_sise=3",),
