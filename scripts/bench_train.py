@@ -90,9 +90,9 @@ def config(model: str, act: str, args: argparse.Namespace, *options: str) -> Dic
             overrides += ["dataset.size_mb=0.05", "dataset.batch_size=4", "dataset.seq_len=8"]
         elif args.batch:
             overrides.append(f"dataset.batch_size={args.batch}")
-    else:
+    else:  # the studies' SGD, as the plain reference loop runs it
         size = 512 if args.quick else max(2000, 4 * (args.batch or 128))
-        overrides += [f"dataset.train_size={size}", "dataset.test_size=100"]
+        overrides += ["optimizer=sgd", f"dataset.train_size={size}", "dataset.test_size=100"]
         overrides.append(f"dataset.batch_size={8 if args.quick else args.batch or 128}")
     if args.quick:
         overrides += QUICK_MODEL[model]

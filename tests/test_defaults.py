@@ -35,8 +35,8 @@ REDUCED = (
 LEARNED = 0.95 * math.log(10)
 
 #: README training command (its overrides) -> the single runs that stand for it here. Sweeps
-#: stand as their jobs (one seed each); CIFAR-10 and the GRU study need data no test has, and
-#: are covered by their own tests (test_data_images, test_corpus / the GRU reference report).
+#: stand as their jobs (one seed each); CIFAR-10, Fashion-MNIST and the GRU study need data no
+#: test has, and are covered by their own tests (test_data_images, test_data_mnist, test_corpus).
 CASES: dict[str, list[tuple[str, ...]]] = {
     "": [()],
     "activation=prelu model=plainnet init=taylor": [
@@ -57,6 +57,7 @@ CASES: dict[str, list[tuple[str, ...]]] = {
 }
 NOT_HERE = (
     "dataset=cifar10",
+    "dataset=fashion_mnist",  # Debian's package; test_data_mnist's slow test trains on it
     "experiment=gru_linux_tlu",
     "hydra/launcher=slurm",  # a cluster; the sweep itself is the preset's
     "dry_run=true",

@@ -127,6 +127,7 @@ def test_multistep_lr_reaches_every_group_at_each_milestone(tiny_config, tmp_pat
         "schedule.milestones=[1,2]",
         "trainer.log_every=1",
         "activation=prelu",
+        "optimizer=sgd",
         "optimizer.lr=0.1",
         "optimizer.act_lr_mult=5",
     )

@@ -47,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="output directory (default: <first dir>/report)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="report: %(message)s", stream=sys.stderr)
+    # the runs read and skipped, on stderr for this call only (no global logging setup)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("report: %(message)s"))
+    logger = logging.getLogger("experiments.report")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         page = write_report(
             args.dirs,
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     except ReportError as err:
         print(f"report: {err}", file=sys.stderr)
         return 1
+    finally:
+        logger.removeHandler(handler)
     print(page)
     return 0
 
