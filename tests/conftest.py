@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -40,6 +41,21 @@ TINY_PLAINNET = (
     "model.stage_convs=[1,1]",
     "model.fc_widths=[8,8]",
 )
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """A run in-process lets Hydra set up logging: its handlers stay on the root logger, bound to
+    the output stream pytest captured for that test and closed after it, and a later test's log
+    record then prints a logging-error traceback. Each test leaves the root logger as it found
+    it (pytest's own capture handlers excepted: pytest removes those itself)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
