@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from experiments.sweep import name_apart, print_plan, refused_jobs, run_dir
 
@@ -67,5 +68,11 @@ class Sweeper(BasicSweeper):
         return returns
 
     def _compose(self, job: Sequence[str]) -> DictConfig:
+        """The job's config, made current for Hydra's ``${hydra:...}`` resolver as the launcher
+        will make it (a run name such as plain30_init's names the ``experiment/unit`` choice)."""
         assert self.hydra_context is not None and self.config is not None
-        return self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(job))
+        HydraConfig.instance().set_config(cfg)
+        with read_write(cfg), open_dict(cfg):  # resolved now, while this job's config is current
+            cfg.run_name = str(cfg.run_name)
+        return cfg
