@@ -125,9 +125,7 @@ class NoisyHard(Activation):
         return self.alpha * hx + (1.0 - self.alpha) * ux + self.noise_scale(x) * self.half_normal(x)
 
     def extra_repr(self) -> str:
-        return (
-            f"alpha={self.alpha}, c={self.c}, channels={self.p.numel()}, {super().extra_repr()}"
-        )
+        return f"alpha={self.alpha}, c={self.c}, channels={self.p.numel()}, {super().extra_repr()}"
 
 
 @register("noisy_hard_tanh")

@@ -114,18 +114,27 @@ def print_plan(configs: Sequence[DictConfig], master: DictConfig | None) -> None
     for index, cfg in enumerate(configs):
         path = run_dir(cfg)
         state, done, per_step = _state_of(path)
+        finished = state in ("completed", "diverged")
         steps = _planned_steps(cfg)
+        if steps is None:  # only trainer.max_time_s bounds it: the estimate is what time is left
+            seconds = 0.0 if finished else max(0.0, cfg.trainer.max_time_s - done * (per_step or 0))
+            total += seconds
+            estimate = f"{_duration(seconds)} (max_time_s)"
+            rows.append((index, str(path), state, f"{done}/-", estimate))
+            continue
         if per_step is None:
             key = _speed_key(cfg)
             if key not in speeds:
                 speeds[key] = measure_step_seconds(cfg, parallel)
             per_step = speeds[key]
-        todo = max(0, steps - done) if state not in ("completed", "diverged") else 0
+        todo = max(0, steps - done) if not finished else 0
         if isinstance(per_step, str):
             estimate = f"? ({per_step})"
             unknown += todo > 0
         else:
             seconds = todo * per_step
+            if cfg.trainer.max_time_s is not None:
+                seconds = min(seconds, max(0.0, cfg.trainer.max_time_s - done * per_step))
             total += seconds
             estimate = f"{_duration(seconds)} ({per_step:.3g} s/step)"
         rows.append((index, str(path), state, f"{todo}/{steps}", estimate))
@@ -156,11 +165,12 @@ def _state_of(path: Path) -> tuple[str, int, float | None]:
         return ("unreadable", 0, None)
 
 
-def _planned_steps(cfg: DictConfig) -> int:
-    """The step budget without building the data when max_steps alone sets it."""
+def _planned_steps(cfg: DictConfig) -> int | None:
+    """The step budget without building the data when max_steps alone sets it; None when only
+    trainer.max_time_s bounds the run."""
     trainer = cfg.trainer
     if trainer.max_epochs is None:
-        return int(trainer.max_steps)
+        return None if trainer.max_steps is None else int(trainer.max_steps)
     from experiments.trainer import build
 
     return build(cfg).total_steps

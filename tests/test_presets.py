@@ -225,7 +225,7 @@ INTENDED: dict[str, Intent] = {
     ),
     "depth_saturation": Intent(
         (
-            axis("activation.name", "sigmoid", "tanh", "relu", "elu"),
+            axis("activation.name", "sigmoid", "tanh", "relu", "elu", "identity"),
             axis("model.depth", 5, 10, 20, 30),
             seeds(1, 2),
         ),
@@ -265,13 +265,31 @@ INTENDED |= {
         trainer__diagnostics__every=350,
     ),
     "dead_relu_lr_cpu": Intent(
-        (*INTENDED["dead_relu_lr"].axes[:-1], seeds(1, 2)),
+        (*INTENDED["dead_relu_lr"].axes[:-1], seeds(1, 2, 3)),
         {
             **INTENDED["dead_relu_lr"].fixed,
             "dataset.name": "fashion_mnist",
             "model.widths": [16, 32, 64],
             "trainer.max_steps": 400,
             "trainer.diagnostics.every": 200,
+        },
+    ),
+    "depth_saturation_fmnist_cpu": Intent(
+        (*INTENDED["depth_saturation"].axes[:-1], seeds(1, 2, 3)),
+        {
+            **INTENDED["depth_saturation"].fixed,
+            "dataset.name": "fashion_mnist",
+            "model.widths": [16, 32, 64],
+            "trainer.max_steps": 1500,
+            "trainer.diagnostics.every": 500,
+        },
+    ),
+    "gru_linux_tlu_cpu": Intent(
+        (*INTENDED["gru_linux_tlu"].axes[:-1], seeds(1, 2, 3)),
+        {
+            **INTENDED["gru_linux_tlu"].fixed,
+            "trainer.max_steps": 20000,
+            "trainer.max_time_s": 240,  # equal wall time, as the paper compares
         },
     ),
 }
@@ -420,8 +438,9 @@ def test_claims_and_published_values_name_groups_of_the_sweep(preset, tmp_path: 
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS if p.endswith("_cpu")])
 def test_cpu_variant_is_its_study_on_small_data(preset):
-    """``<study>_cpu`` includes ``<study>`` and sweeps the same units and settings."""
-    study = preset.removesuffix("_cpu")
+    """``<study>_cpu`` (or ``<study>_fmnist_cpu``) includes ``<study>`` and sweeps the same units
+    and settings."""
+    study = preset.removesuffix("_cpu").removesuffix("_fmnist")
     defaults = yaml.safe_load((EXPERIMENTS / f"{preset}.yaml").read_text())["defaults"]
     assert study in defaults, f"{preset} must include its study ({study}) in its defaults"
 
@@ -429,8 +448,9 @@ def test_cpu_variant_is_its_study_on_small_data(preset):
         return {tuple(o for o in job.overrides if not o.startswith("seed=")) for job in _jobs(p)}
 
     assert variables(preset) == variables(study)
-    # the embedded images, or Fashion-MNIST (Debian's package) for studies that need real data
-    assert {job.config["dataset"]["name"] for job in _jobs(preset)} <= {"shapes", "fashion_mnist"}
+    # the embedded images, or Debian's packages (Fashion-MNIST, the kernel corpus) for real data
+    datasets = {job.config["dataset"]["name"] for job in _jobs(preset)}
+    assert datasets <= {"shapes", "fashion_mnist", "linux"}
 
 
 #: the studies on CIFAR, each of which needs a variant that runs on 2 CPU cores

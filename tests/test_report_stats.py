@@ -22,6 +22,7 @@ from experiments.report.claims import judge, parse_claim
 from experiments.report.factors import factors, panel_factor
 from experiments.report.groups import group_runs
 from experiments.report.runs import find_runs
+from experiments.report.stats import diagnostic_stats
 
 
 def write_run(
@@ -332,3 +333,24 @@ def test_dead_unit_claims_compare_the_last_diagnostics_step_mean_over_layers(tmp
     verdict = _verdict(tmp_path, claim)
     assert verdict.verdict == "held"
     assert verdict.pairs[0].difference == pytest.approx(0.54)
+
+
+def test_init_stats_read_step_zero_and_grad_decades_compare_first_to_last_layer(tmp_path):
+    """init_zero_fraction is the step-0 mean over layers; init_grad_decades is
+    log10(first layer's gradient norm / last layer's) at step 0; final_abs_mean takes |mean|."""
+    write_run(tmp_path, "sigmoid", {"activation": {"name": "sigmoid"}}, [2.0, 1.5, 1.0])
+    run_dir = tmp_path / "sigmoid"
+    rows = [(0, 1, "zero_fraction", 0.4), (0, 2, "zero_fraction", 0.6)]
+    rows += [(0, 1, "grad_norm", 1e-5), (0, 2, "grad_norm", 1e-3), (0, 3, "grad_norm", 1e-1)]
+    rows += [(50, 1, "zero_fraction", 0.9), (50, 1, "grad_norm", 1.0), (50, 2, "grad_norm", 1.0)]
+    rows += [(50, 1, "mean", -0.3), (50, 2, "mean", 0.1)]
+    pd.DataFrame(rows, columns=["step", "layer", "metric", "value"]).to_csv(
+        run_dir / "diagnostics.csv", index=False
+    )
+    runs, _ = find_runs([tmp_path])
+    stats = diagnostic_stats(runs[0])
+    assert stats["init_zero_fraction"] == pytest.approx(0.5)
+    assert stats["final_zero_fraction"] == pytest.approx(0.9)
+    assert stats["init_grad_decades"] == pytest.approx(-4.0)
+    assert stats["final_abs_mean"] == pytest.approx(0.2)
+    assert math.isnan(stats["final_dead_units"])

@@ -95,6 +95,29 @@ def test_dry_run_of_a_study_lists_its_jobs_and_trains_nothing(cli, tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_dry_run_resolves_each_jobs_hydra_choices_and_time_budgets(cli, tmp_path):
+    """A run name built from ``${hydra:runtime.choices...}`` (as plain30_init's) is each job's own,
+    not the last job's (which made every name collide); a run bounded by max_time_s alone is
+    estimated at its time budget."""
+    result = cli(
+        "-m",
+        "activation=relu,elu",
+        "run_name=${hydra:runtime.choices.activation}-t",
+        "trainer.max_steps=null",
+        "trainer.max_time_s=30",
+        "hydra.sweeper.dry_run=true",
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("dry run: 2 job(s)"))
+    for line, name in zip(lines[start + 2 : start + 4], ("relu-t", "elu-t"), strict=True):
+        assert line.split()[1] == str(Path("results/default") / name)
+        assert "0/-" in line and "0m30s (max_time_s)" in line
+    assert lines[start + 4].startswith("total: 2 job(s), 1m00s of training")
+    assert not (tmp_path / "results").exists()
+
+
 def test_one_thread_rule_under_every_launcher(cli, tmp_path):
     """trainer.threads=null: basic and joblib (one job at a time) give a job the same threads,
     recorded in summary.json, and so the same numbers."""
@@ -114,7 +137,7 @@ def test_one_thread_rule_under_every_launcher(cli, tmp_path):
         run = tmp_path / where / "default" / name
         rows = [
             {k: v for k, v in r.items() if k not in ("time_s", "cpu_s")}
-                for r in read_csv(run / "metrics.csv")
+            for r in read_csv(run / "metrics.csv")
         ]
         results[where] = (json.loads((run / "summary.json").read_text())["threads"], rows)
     assert results["basic"][0] == threads_for(1)

@@ -47,13 +47,35 @@ def run_stats(run: Run) -> dict[str, float]:
 
 
 #: per-run scalars from diagnostics.csv that claims may compare (not in the tables: most studies
-#: record no diagnostics), each the mean over weight layers at the last diagnostics step.
+#: record no diagnostics). ``init_`` ones are read at the first diagnostics step (step 0 unless
+#: the run resumed without one), ``final_`` ones at the last.
 DIAGNOSTIC_STATS: dict[str, str] = {
     "final_dead_units": "mean over layers of the fraction of units never positive over the "
     "diagnostics batch, at the last diagnostics step",
     "final_zero_fraction": "mean over layers of the fraction of exactly-zero outputs, at the "
     "last diagnostics step",
+    "init_zero_fraction": "mean over layers of the fraction of exactly-zero outputs, at the "
+    "first diagnostics step",
+    "final_abs_mean": "mean over layers of |mean output| at the last diagnostics step: how far "
+    "from zero the units push the next layer's input (bias shift)",
+    "init_grad_decades": "log10 of the first weight layer's gradient norm over the last weight "
+    "layer's, at the first diagnostics step: below 0, the gradient shrinks towards the input",
 }
+
+
+def _layer_mean(rows: pd.DataFrame, metric: str, absolute: bool = False) -> float:
+    """The mean over layers of ``metric`` in ``rows`` (NaN when none was recorded)."""
+    values = rows.loc[rows["metric"] == metric, "value"].astype(float)
+    values = values.abs() if absolute else values
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _grad_decades(rows: pd.DataFrame) -> float:
+    """log10(first layer's gradient norm / last layer's); NaN without two positive norms."""
+    norms = rows[rows["metric"] == "grad_norm"].sort_values("layer")["value"].astype(float)
+    if len(norms) < 2 or not (norms > 0).all():
+        return math.nan
+    return float(np.log10(norms.iloc[0] / norms.iloc[-1]))
 
 
 def diagnostic_stats(run: Run) -> dict[str, float]:
@@ -61,12 +83,15 @@ def diagnostic_stats(run: Run) -> dict[str, float]:
     frame = run.diagnostics
     if frame is None or not len(frame):
         return dict.fromkeys(DIAGNOSTIC_STATS, math.nan)
+    first = frame[frame["step"] == frame["step"].min()]
     last = frame[frame["step"] == frame["step"].max()]
-    out = {}
-    for stat in DIAGNOSTIC_STATS:
-        values = last.loc[last["metric"] == stat.removeprefix("final_"), "value"].astype(float)
-        out[stat] = float(values.mean()) if len(values) else math.nan
-    return out
+    return {
+        "final_dead_units": _layer_mean(last, "dead_units"),
+        "final_zero_fraction": _layer_mean(last, "zero_fraction"),
+        "init_zero_fraction": _layer_mean(first, "zero_fraction"),
+        "final_abs_mean": _layer_mean(last, "mean", absolute=True),
+        "init_grad_decades": _grad_decades(first),
+    }
 
 
 #: a classifier has learned only once its loss is this far below chance, ln(classes).
