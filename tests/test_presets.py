@@ -223,6 +223,10 @@ INTENDED: dict[str, Intent] = {
             "trainer.diagnostics.every": 500,
         },
     ),
+    "crelu_half_width": Intent(
+        (axis("activation.name", "relu", "crelu"), seeds(1, 2, 3)),
+        {"model.name": "nin", "model.equal_params": True, "dataset.name": "cifar10"},
+    ),
     "depth_saturation": Intent(
         (
             axis("activation.name", "sigmoid", "tanh", "relu", "elu", "identity"),
@@ -282,6 +286,15 @@ INTENDED |= {
             "model.widths": [16, 32, 64],
             "trainer.max_steps": 1500,
             "trainer.diagnostics.every": 500,
+        },
+    ),
+    "crelu_half_width_cpu": Intent(
+        INTENDED["crelu_half_width"].axes,
+        {
+            **INTENDED["crelu_half_width"].fixed,
+            "dataset.name": "fashion_mnist",
+            "model.widths": [32, 32, 16, 32, 32, 32, 32, 32],
+            "trainer.max_steps": 600,
         },
     ),
     "gru_linux_tlu_cpu": Intent(
