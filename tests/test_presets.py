@@ -558,3 +558,18 @@ def test_plain30_classifier_init_does_not_follow_the_variance_mode(preset):
         assert isinstance(classifier, torch.nn.Linear)
         std = expected[config["activation"]["name"]]
         assert classifier.weight.std().item() == pytest.approx(std, rel=0.1)
+
+
+def test_a_models_tuning_applies_to_its_optimizer_only_and_yields_to_an_explicit_lr():
+    """configs/tuning/plainnet_adam.yaml: PlainNet under Adam starts at 1e-4, nothing else moves."""
+    lr = {
+        overrides: _compose(*overrides)[0]["optimizer"]["lr"]
+        for overrides in (
+            ("model=plainnet",),
+            ("model=plainnet", "optimizer.lr=0.003"),
+            ("model=plainnet", "optimizer=sgd"),
+            ("model=nin",),
+        )
+    }
+    sgd = yaml.safe_load((CONFIG_DIR / "optimizer" / "sgd.yaml").read_text())["lr"]
+    assert list(lr.values()) == [1e-4, 0.003, sgd, 1e-3]
