@@ -154,9 +154,6 @@ UNIFORM_BITS = 14
 _HALF = 2 ** (UNIFORM_BITS // 2)
 
 
-# kept out of any outer torch.compile graph: tracing it inside a compiled channels_last model
-# fails in AOTAutograd (setStorage out of bounds); the draw itself is already vectorised
-@torch.compiler.disable
 def random_bits(
     x: torch.Tensor, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,6 +170,21 @@ def random_bits(
     raw = words.random_(generator=generator).view(torch.uint8)
     strides = torch.empty_like(x, dtype=torch.uint8).stride()  # x's memory format
     return raw.as_strided(x.shape, strides, 0), raw.as_strided(x.shape, strides, n)
+
+
+def keep_draws_out_of_compiled_graphs() -> None:
+    """Call before ``torch.compile`` of a model that may hold RReLU (the trainer does).
+
+    Traced inside a compiled channels_last model, :func:`random_bits` fails in AOTAutograd
+    (setStorage out of bounds), so it must stay out of the graph (the draw itself is already
+    vectorised). Marking it at import would import ``torch._dynamo``, 1.7 s of every start-up
+    that compiles nothing; RReLU looks the function up here at each call, so marking it now
+    takes effect.
+    """
+    global random_bits
+    if not getattr(random_bits, "_actlab_uncompiled", False):
+        random_bits = torch.compiler.disable(random_bits)
+        random_bits._actlab_uncompiled = True  # type: ignore[attr-defined]
 
 
 def uniform_from_bits(hi: torch.Tensor, lo: torch.Tensor, like: torch.dtype) -> torch.Tensor:

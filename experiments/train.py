@@ -30,23 +30,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import checkpoint, resume
 from experiments.config import describe_error, validate
 from experiments.cores import parallel_jobs, threads_for
 from experiments.launcher import SweepStopped
 from experiments.rundir import FINAL_STATUSES, RunDir, atomic_write_text
 from experiments.runlog import run_log
-from experiments.trainer import (
-    Interrupted,
-    Trainer,
-    build,
-    planned_steps,
-)
 
 log = logging.getLogger("actlab")
 
@@ -73,6 +65,11 @@ def run(
     Interrupted after checkpointing on SIGINT/SIGTERM. ``threads`` is the torch thread count
     unless ``trainer.threads`` sets one; ``hydra_files`` are extra .hydra/ files to save.
     """
+    import torch  # here, not at the top: `--help` and `--cfg job` start in well under a second
+
+    from experiments import checkpoint, resume
+    from experiments.trainer import Interrupted, Trainer, build
+
     validate(cfg)
     rundir = RunDir(run_dir)
     with rundir.lock(), contextlib.ExitStack() as stack:
@@ -121,6 +118,8 @@ def run(
 def _extends(previous: Mapping[str, Any], cfg: DictConfig) -> bool:
     """A completed run whose budget was raised (max_steps / max_epochs) continues from its last
     checkpoint; a diverged one stays as it is."""
+    from experiments.trainer import planned_steps
+
     if previous["status"] != "completed" or previous.get("stop_reason") == "max_time_s":
         return False
     budget = planned_steps(
@@ -150,6 +149,8 @@ def _threads_per_job(hydra_cfg: DictConfig) -> int:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def _hydra_task(cfg: DictConfig) -> None:
+    from experiments.trainer import Interrupted
+
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)

@@ -257,9 +257,10 @@ class Trainer:
         self.params = [p for p in parts.model.parameters() if p.requires_grad]
         #: what training steps call; evaluation, diagnostics and checkpoints use the plain model
         #: (its state_dict keys, and no second compile for eval mode).
-        self.step_model: nn.Module = (
-            torch.compile(parts.model) if self.cfg.compile else parts.model  # type: ignore[assignment]
-        )
+        self.step_model: nn.Module = parts.model
+        if self.cfg.compile:
+            activations.fused.keep_draws_out_of_compiled_graphs()
+            self.step_model = torch.compile(parts.model)  # type: ignore[assignment]
         self._warm = False
         self.diagnostics_every = self.cfg.diagnostics.every or 0
         self.autocast = functools.partial(

@@ -17,6 +17,7 @@ from torch import nn
 
 import activations
 import experiments.train
+import experiments.trainer
 from experiments.config import ConfigError, validate
 from experiments.data import build_task
 from experiments.inits import initialize
@@ -311,7 +312,7 @@ def test_one_spiking_step_stops_only_the_per_step_check(
     """Losses 1, 1, 4, 1 in a log window of 4: its mean 1.75 is under 3x the first, one step is
     not (train.lua:364-372 stops on it)."""
     scripted = [1.0, 1.0, 4.0, 1.0]
-    real_build = experiments.train.build
+    real_build = experiments.trainer.build
 
     def build(cfg):
         parts = real_build(cfg)
@@ -320,7 +321,7 @@ def test_one_spiking_step_stops_only_the_per_step_check(
         )
         return parts
 
-    monkeypatch.setattr(experiments.train, "build", build)
+    monkeypatch.setattr(experiments.trainer, "build", build)
     cfg = tiny_config(*TINY_PLAINNET, "trainer.log_every=4", f"trainer.divergence_check={check}")
     assert run(cfg, tmp_path) == status
     rows = read_csv(RunDir(tmp_path).metrics)

@@ -27,6 +27,7 @@ import yaml
 from conftest import TINY
 
 import experiments.train
+import experiments.trainer
 from experiments.config import ConfigError
 from experiments.rundir import RunDir, RunDirError, read_csv
 from experiments.train import run
@@ -65,7 +66,7 @@ def stopped(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("stopped") / "run"
     with initialize_config_dir(version_base="1.3", config_dir=str(experiments.train.CONFIG_DIR)):
         cfg = compose("config", overrides=[*TINY, *HALFWAY, *CHECKPOINTS])
-    real_build = experiments.train.build
+    real_build = experiments.trainer.build
 
     def build_then_signal(cfg):
         parts = real_build(cfg)
@@ -81,7 +82,7 @@ def stopped(tmp_path_factory) -> Path:
 
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(experiments.train, "build", build_then_signal)
+        patch.setattr(experiments.trainer, "build", build_then_signal)
         with pytest.raises(experiments.train.Interrupted):
             run(cfg, root)
     torch.set_num_threads(threads)

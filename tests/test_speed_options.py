@@ -8,6 +8,7 @@ import contextlib
 import importlib.util
 import logging
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -195,3 +196,18 @@ def test_bench_train_smoke(capsys, monkeypatch):
     assert "channels_last" not in rows[1].rates and "eager" in rows[1].rates  # no conv maps
     out = capsys.readouterr().out
     assert "reference" in out and "eager" in out and "xbf16" in out
+
+
+def test_rrelu_draws_leave_compiled_graphs_only_once_a_model_is_compiled(
+    tiny_config, tmp_path, monkeypatch
+):
+    """Importing the units does not import torch._dynamo (1.7 s of every start-up); compiling a
+    model first keeps RReLU's random draw out of the graph (traced, it failed in AOTAutograd)."""
+    code = "import sys, activations, experiments.trainer; print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
+    monkeypatch.setattr(activations.fused, "random_bits", activations.fused.random_bits)
+    monkeypatch.setattr(torch, "compile", lambda model: model)
+    cfg = tiny_config("activation=rrelu", "trainer.compile=true", "trainer.max_steps=2")
+    assert run(cfg, tmp_path) == "completed"
+    assert getattr(activations.fused.random_bits, "_torchdynamo_disable", False)
