@@ -544,8 +544,9 @@ def unknown_key_message(full_key: str, valid: Sequence[str], owner: str | None =
     prefix, _, key = full_key.rpartition(".")
     close = difflib.get_close_matches(key, list(valid), n=1)
     hint = f"; did you mean '{prefix + '.' if prefix else ''}{close[0]}'?" if close else ""
-    listing = ", ".join(valid) or "none"
-    return f"unknown config key '{full_key}'{hint} (valid keys of {owner or prefix}: {listing})"
+    listing = ", ".join(v for v in valid if v != "hydra") or "none"
+    where = f"valid keys of {owner or prefix}" if owner or prefix else "valid top-level keys"
+    return f"unknown config key '{full_key}'{hint} ({where}: {listing})"
 
 
 def describe_error(exc: BaseException) -> str:

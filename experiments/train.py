@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config import describe_error, validate
 from experiments.cores import parallel_jobs, threads_for
+from experiments.help import print_help
 from experiments.launcher import SweepStopped
 from experiments.rundir import FINAL_STATUSES, RunDir, atomic_write_text
 from experiments.runlog import run_log
@@ -194,7 +195,10 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         try:
-            _hydra_task()
+            if {"--help", "-h"} & set(sys.argv[1:]):
+                print_help(sys.argv[1:], CONFIG_DIR)
+            else:
+                _hydra_task()
         finally:
             sys.stdout.flush()  # here, where a closed pipe can still be handled
     except BrokenPipeError:  # `--help | head`: the reader left; say nothing more

@@ -167,3 +167,28 @@ def test_quickstart_leaves_run_directories_as_designed(tmp_path):
         assert expected | {".hydra/config.yaml"} <= files
         assert _summary(run)["status"] == "completed"
     print(f"quickstart took {time.monotonic() - started:.0f} s")
+
+
+def test_help_lists_the_choice_groups_and_the_config_without_importing_torch(cli_env, tmp_path):
+    """--help: every group folder with its choices (the ConfigStore's schema/ key types left
+    out), then the config with the given overrides applied; torch is never imported."""
+    code = (
+        "import sys; sys.argv = ['actlab-train', '--help', 'activation=elu', 'model=plainnet'];"
+        "from experiments.train import main; main(); print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=cli_env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-1] == "False"
+    section = out.stdout.split("(group=option)\n", 1)[1].split("== Config ==", 1)[0]
+    groups = dict(line.split(": ", 1) for line in section.strip().splitlines())
+    assert groups["model"] == "chargru, nin, plainnet"
+    assert groups["tuning"] == "plainnet_adam"
+    assert "experiment/unit" in groups
+    assert not any(g.startswith(("schema", "hydra")) for g in groups)
+    config = yaml.safe_load(out.stdout.split("(foo.bar=value)\n", 1)[1].rsplit("\n", 2)[0])
+    assert config["activation"]["name"] == "elu" and config["optimizer"]["lr"] == 1e-4
+    assert "hydra" not in config
+    assert not (tmp_path / "results").exists()
