@@ -354,3 +354,26 @@ def test_init_stats_read_step_zero_and_grad_decades_compare_first_to_last_layer(
     assert stats["init_grad_decades"] == pytest.approx(-4.0)
     assert stats["final_abs_mean"] == pytest.approx(0.2)
     assert math.isnan(stats["final_dead_units"])
+
+
+def test_pointrange_panel_goes_log_when_one_group_blew_up(tmp_path, monkeypatch):
+    """A finite loss of 4e5 (no divergence stop) beside losses near 1: the panel is log-scaled
+    so the other groups stay apart; ordinary spans keep a linear axis."""
+    from experiments.report import pointrange
+
+    drawn = []
+    monkeypatch.setattr(pointrange.style, "save", lambda fig, stem: drawn.append(fig))
+    for unit, final in {"elu": 0.8, "relu": 1.2, "prelu": 4e5}.items():
+        for seed in (0, 1):
+            config = {"activation": {"name": unit}, "seed": seed}
+            write_run(tmp_path, f"{unit}-s{seed}", config, [2.0, final * (1 + seed / 10)])
+    runs, _ = find_runs([tmp_path])
+    groups, _ = group_runs(runs)
+    pointrange.plot_pointrange(groups, ["final_train_loss"], None, [], tmp_path)
+    kept = [g for g in groups if g.label != "prelu"]
+    pointrange.plot_pointrange(kept, ["final_train_loss"], None, [], tmp_path)
+    blown, ordinary = (fig.axes[0] for fig in drawn)
+    assert blown.get_xscale() == "log" and "(log scale)" in blown.get_xlabel()
+    assert ordinary.get_xscale() == "linear"
+    for fig in drawn:
+        plt.close(fig)

@@ -24,6 +24,10 @@ from experiments.report.tables import Comparison
 _LABELS = {"final_train_loss": "final training loss (nats)", "final_test": "final test"}
 
 
+#: a panel whose largest value exceeds its smallest by more than this gets a log axis.
+SPAN_FOR_LOG = 1000
+
+
 def interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high) of a t-interval; low = high = mean for fewer than two values."""
     mean = float(np.mean(values))
@@ -84,7 +88,13 @@ def plot_pointrange(
                     ax.plot([value], [row], "D", mfc="none", mec="black", ms=5, mew=1, zorder=5)
                     published_drawn = True
         unit = formatting.unit(stat, eval_metric) if stat == "final_test" else ""
-        ax.set_xlabel(_LABELS[stat] + (f" {unit}" if unit else ""))
+        label = _LABELS[stat] + (f" {unit}" if unit else "")
+        shown = np.concatenate([v for v in values[stat].values() if len(v)] or [np.ones(1)])
+        if (shown > 0).all() and shown.max() > SPAN_FOR_LOG * shown.min():
+            # a run that blew up without diverging (loss 1e5) would squash every other group
+            ax.set_xscale("log", nonpositive="clip")
+            label += " (log scale)"
+        ax.set_xlabel(label)
         ax.grid(axis="y", visible=False)
     axes[0][0].set_yticks(rows, [_tick(g) for g in order])
     axes[0][0].set_ylim(-0.7, len(order) - 0.3)
