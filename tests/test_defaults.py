@@ -1,5 +1,6 @@
 """The bare command and every training example in README.md's Running and Sweeps sections
-learn: at a reduced budget (100 steps of the default 300, one thread, the same nets and data),
+learn: at a reduced budget (100 steps of the default 300, 200 for PlainNet-30; one thread, the
+same nets and data),
 the validation loss ends clearly below chance, ln(classes), and nothing diverges.
 
 Measured (README "Default recipe"): the full NIN with the default recipe had a validation loss
@@ -39,8 +40,10 @@ LEARNED = 0.95 * math.log(10)
 #: test has, and are covered by their own tests (test_data_images, test_data_mnist, test_corpus).
 CASES: dict[str, list[tuple[str, ...]]] = {
     "": [()],
+    # PlainNet-30 under Adam at its tuned lr 1e-4 (configs/tuning/) is slower off the mark:
+    # validation loss 2.21 at step 100, 1.83 at step 200 (measured on the full command)
     "activation=prelu model=plainnet init=taylor": [
-        ("activation=prelu", "model=plainnet", "init=taylor")
+        ("activation=prelu", "model=plainnet", "init=taylor", "trainer.max_steps=200")
     ],
     "activation=mpelu optimizer.act_lr_mult=5 optimizer.act_weight_decay_mult=5": [
         ("activation=mpelu", "optimizer.act_lr_mult=5", "optimizer.act_weight_decay_mult=5")
@@ -86,8 +89,10 @@ def test_every_readme_training_example_has_a_case():
 
 
 def _learns(tmp_path: Path, overrides: tuple[str, ...]) -> None:
+    keys = {o.split("=", 1)[0] for o in overrides}
+    reduced = [o for o in REDUCED if o.split("=", 1)[0] not in keys]  # a case may set its own
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-        cfg = compose("config", overrides=[*REDUCED, *overrides])
+        cfg = compose("config", overrides=[*reduced, *overrides])
     assert run(cfg, tmp_path) == "completed", overrides  # not diverged
     losses = [float(r["train_loss"]) for r in read_csv(RunDir(tmp_path).metrics)]
     assert all(math.isfinite(x) for x in losses)
