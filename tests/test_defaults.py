@@ -1,7 +1,7 @@
 """The bare command and every training example in README.md's Running and Sweeps sections
 learn: at a reduced budget (100 steps of the default 300, 200 for PlainNet-30; one thread, the
-same nets and data),
-the validation loss ends clearly below chance, ln(classes), and nothing diverges.
+same nets and data), the validation loss ends clearly below chance, ln(classes), and nothing
+diverges.
 
 Measured (README "Default recipe"): the full NIN with the default recipe had a validation loss
 of 2.138 (error 82.8%) at step 100 against ln 10 = 2.303; narrower nets (1/6 of NIN's widths)
