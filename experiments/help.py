@@ -35,7 +35,8 @@ def help_page(cfg: DictConfig, config_dir: Path) -> str:
     return (
         f"{header}\n\n== Configuration groups ==\nCompose your configuration from those groups "
         f"(group=option)\n\n{groups}\n\n\n== Config ==\nOverride anything in the config "
-        f"(foo.bar=value)\n\n{OmegaConf.to_yaml(cfg)}"
+        f"(foo.bar=value)\n\n{OmegaConf.to_yaml(cfg)}\n"
+        "Hydra's own flags (-m, --cfg job, --resolve, --info, ...): --hydra-help"
     )
 
 

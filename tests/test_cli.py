@@ -188,7 +188,8 @@ def test_help_lists_the_choice_groups_and_the_config_without_importing_torch(cli
     assert groups["tuning"] == "plainnet_adam"
     assert "experiment/unit" in groups
     assert not any(g.startswith(("schema", "hydra")) for g in groups)
-    config = yaml.safe_load(out.stdout.split("(foo.bar=value)\n", 1)[1].rsplit("\n", 2)[0])
+    page = out.stdout.split("(foo.bar=value)\n", 1)[1]
+    config = yaml.safe_load(page.split("\nHydra's own flags", 1)[0])
     assert config["activation"]["name"] == "elu" and config["optimizer"]["lr"] == 1e-4
     assert "hydra" not in config
     assert not (tmp_path / "results").exists()
