@@ -13,6 +13,7 @@ resumed step are dropped, as the CSVs are cut back), MLflow run and W&B run.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,6 +54,10 @@ class MLflow:
     def __init__(self, run: RunDir, cfg: DictConfig, tracking_uri: str | None) -> None:
         from mlflow.tracking import MlflowClient
 
+        if tracking_uri is None:
+            # MLflow 3 refuses its file store unless asked (it is in maintenance mode); a local
+            # file store needs no server and takes parallel jobs, which SQLite would lock out
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         uri = tracking_uri or (Path(cfg.paths.results_dir).resolve() / "mlruns").as_uri()
         self.client = MlflowClient(tracking_uri=uri)
         record = run.path / "mlflow.json"
