@@ -16,7 +16,6 @@ from test_corpus import Spy, sample_text, text_task
 from torch import nn
 
 import activations
-import experiments.train
 import experiments.trainer
 from experiments.config import ConfigError, validate
 from experiments.data import build_task

@@ -83,7 +83,7 @@ def stopped(tmp_path_factory) -> Path:
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(experiments.trainer, "build", build_then_signal)
-        with pytest.raises(experiments.train.Interrupted):
+        with pytest.raises(experiments.trainer.Interrupted):
             run(cfg, root)
     torch.set_num_threads(threads)
     summary = RunDir(root).read_summary()
