@@ -119,8 +119,11 @@ def copy_tree(source: Path, target: Path) -> None:
     ).stdout.decode()
     for name in filter(None, listed.split("\0")):
         src = source / name
-        if src.is_file():
-            dst = target / name
+        dst = target / name
+        if src.is_symlink():  # experiments/configs -> ../configs: a link git tracks as one
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.symlink_to(os.readlink(src))
+        elif src.is_file():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
 

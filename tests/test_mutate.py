@@ -64,3 +64,17 @@ def test_shipped_list_is_well_formed():
         assert (ROOT / m.file).is_file(), m.id
         assert all((ROOT / t).exists() for t in m.tests if t.startswith("tests/")), m.id
     assert sum(m.id.startswith("issue-") for m in mutants) == 10
+
+
+def test_the_private_copy_keeps_a_tracked_directory_link(tmp_path):
+    """experiments/configs is a link to ../configs: the copy must keep it, or every test that
+    composes a config fails in the copy and each mutant counts as killed by an error."""
+    repo, copy = tmp_path / "repo", tmp_path / "copy"
+    (repo / "configs").mkdir(parents=True)
+    (repo / "configs" / "a.yaml").write_text("x: 1\n")
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "configs").symlink_to("../configs")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    mutate.copy_tree(repo, copy)
+    assert (copy / "pkg" / "configs").is_symlink()
+    assert (copy / "pkg" / "configs" / "a.yaml").read_text() == "x: 1\n"
