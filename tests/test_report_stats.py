@@ -377,3 +377,18 @@ def test_pointrange_panel_goes_log_when_one_group_blew_up(tmp_path, monkeypatch)
     assert ordinary.get_xscale() == "linear"
     for fig in drawn:
         plt.close(fig)
+
+
+def test_curves_go_log_when_one_group_blew_up(tmp_path):
+    """A training loss of 1e10 beside losses near 1: the curves' y axis turns logarithmic."""
+    write_run(tmp_path, "elu", {"activation": {"name": "elu"}}, [2.0, 1.0, 0.8])
+    write_run(tmp_path, "prelu", {"activation": {"name": "prelu"}}, [1e10, 2.0, 1.5])
+    runs, _ = find_runs([tmp_path])
+    groups, _ = group_runs(runs)
+    fig = figures.plot_curves(groups, lambda r: r.metrics, x="step", y="train_loss", ylabel="l")
+    assert fig.axes[0].get_yscale() == "log"
+    plt.close(fig)
+    calm = [g for g in groups if g.label == "elu"]
+    fig = figures.plot_curves(calm, lambda r: r.metrics, x="step", y="train_loss", ylabel="l")
+    assert fig.axes[0].get_yscale() == "linear"
+    plt.close(fig)

@@ -24,10 +24,6 @@ from experiments.report.tables import Comparison
 _LABELS = {"final_train_loss": "final training loss (nats)", "final_test": "final test"}
 
 
-#: a panel whose largest value exceeds its smallest by more than this gets a log axis.
-SPAN_FOR_LOG = 1000
-
-
 def interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high) of a t-interval; low = high = mean for fewer than two values."""
     mean = float(np.mean(values))
@@ -90,7 +86,7 @@ def plot_pointrange(
         unit = formatting.unit(stat, eval_metric) if stat == "final_test" else ""
         label = _LABELS[stat] + (f" {unit}" if unit else "")
         shown = np.concatenate([v for v in values[stat].values() if len(v)] or [np.ones(1)])
-        if (shown > 0).all() and shown.max() > SPAN_FOR_LOG * shown.min():
+        if (shown > 0).all() and shown.max() > style.WIDE_SPAN * shown.min():
             # a run that blew up without diverging (loss 1e5) would squash every other group
             ax.set_xscale("log", nonpositive="clip")
             label += " (log scale)"

@@ -82,3 +82,8 @@ def save(fig: plt.Figure, stem: str) -> list[str]:
         fig.savefig(p)
     plt.close(fig)
     return paths
+
+
+#: a panel whose largest value exceeds its smallest by more than this gets a log axis (a run that
+#: blew up without diverging, loss 1e5-1e10, would otherwise squash every other group).
+WIDE_SPAN = 1000
