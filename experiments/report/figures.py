@@ -222,10 +222,10 @@ def plot_curves(
         drawn.append(_draw_means(ax, mine, frame_of, x, y, scale, smooth, panels is not None))
         if panels:
             ax.set_title(f"{panels.name} = {panels.text(level)}")
-    core = np.concatenate([c for d in drawn for c in d.core] or [np.ones(1)])
-    positive = core[np.isfinite(core) & (core > 0)]  # a std band may dip below zero: clipped
-    if len(positive) and positive.max() > style.WIDE_SPAN * positive.min():
-        logy = True  # one group's blow-up (a loss of 1e10) would flatten every other curve
+    # one group's blow-up (a loss of 1e10) would flatten every other curve; a std band that
+    # dips below zero is clipped on the log axis
+    if style.spans_decades(np.concatenate([c for d in drawn for c in d.core] or [np.ones(1)])):
+        logy = True
     limits = _limits([c for d in drawn for c in d.core], logy)
     for ax, d in zip(flat, drawn, strict=False):
         _draw_loose(ax, d, x, y, scale, limits)

@@ -86,7 +86,7 @@ def plot_pointrange(
         unit = formatting.unit(stat, eval_metric) if stat == "final_test" else ""
         label = _LABELS[stat] + (f" {unit}" if unit else "")
         shown = np.concatenate([v for v in values[stat].values() if len(v)] or [np.ones(1)])
-        if (shown > 0).all() and shown.max() > style.WIDE_SPAN * shown.min():
+        if (shown > 0).all() and style.spans_decades(shown):
             # a run that blew up without diverging (loss 1e5) would squash every other group
             ax.set_xscale("log", nonpositive="clip")
             label += " (log scale)"

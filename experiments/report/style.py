@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -87,3 +88,9 @@ def save(fig: plt.Figure, stem: str) -> list[str]:
 #: a panel whose largest value exceeds its smallest by more than this gets a log axis (a run that
 #: blew up without diverging, loss 1e5-1e10, would otherwise squash every other group).
 WIDE_SPAN = 1000
+
+
+def spans_decades(values: np.ndarray) -> bool:
+    """Whether the positive finite ``values`` span more than WIDE_SPAN (then: a log axis)."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    return bool(len(positive)) and positive.max() > WIDE_SPAN * positive.min()
