@@ -87,13 +87,16 @@ def run(
             and previous["status"] in FINAL_STATUSES
             and not _extends(previous, cfg)
         ):
+            more = "raise trainer.max_steps to continue it; " * (previous["status"] == "completed")
             log.info(
-                "%s: already %s at step %d; nothing to do (raise trainer.max_steps to "
-                "continue it; trainer.resume=false starts over, keeping this one aside)",
+                "%s: already %s at step %d; nothing to do (%strainer.resume=false starts over, "
+                "keeping this one aside)",
                 rundir.path,
                 previous["status"],
                 previous["step"],
+                more,
             )
+            _refresh_report(rundir, cfg)
             return previous["status"]
         torch.set_num_threads(cfg.trainer.threads or threads or threads_for(1))
         parts = build(cfg)
@@ -132,6 +135,23 @@ def _extends(previous: Mapping[str, Any], cfg: DictConfig) -> bool:
         "%s: completed at step %d; continuing to step %d", cfg.run_name, previous["step"], budget
     )
     return True
+
+
+def _refresh_report(rundir: RunDir, cfg: DictConfig) -> None:
+    """A finished run revisited by its study command takes the command's ``report`` block.
+
+    The report settings (claims, published values, deviations) are analysis, not training, and
+    the end-of-sweep report reads them from each run's .hydra/config.yaml: without this, a claim
+    revised in a preset would be judged as it was when the runs were trained, silently.
+    """
+    from experiments.yamldata import read_yaml_data
+
+    saved = read_yaml_data(rundir.config)
+    report = OmegaConf.to_container(cfg, resolve=True).get("report")
+    if isinstance(saved, dict) and saved.get("report") != report:
+        saved["report"] = report
+        atomic_write_text(rundir.config, OmegaConf.to_yaml(OmegaConf.create(saved)))
+        log.info("%s: report settings updated from this command", rundir.path)
 
 
 def _save_config(rundir: RunDir, cfg: DictConfig, hydra_files: Mapping[str, Any]) -> None:

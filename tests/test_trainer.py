@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_PLAINNET
+from omegaconf import OmegaConf
 
 import activations
 import experiments.trainer
@@ -23,6 +24,7 @@ from experiments.optim import build_schedule
 from experiments.rundir import RunDir, RunDirError, read_csv, truncate_csv
 from experiments.train import run
 from experiments.trainer import Interrupted, build, planned_steps
+from experiments.yamldata import read_yaml_data
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -322,6 +324,28 @@ def test_resume_keeps_the_first_loss_and_the_open_logging_window(
     assert rundir.read_summary()["resumed_at_steps"] == [3]
     rows = [(int(r["step"]), float(r["train_loss"])) for r in read_csv(rundir.metrics)]
     assert rows == [(2, 1.5), (4, 0.75), (6, pytest.approx(1.85))]
+
+
+def test_finished_run_takes_the_rerun_commands_report_settings(tiny_config, tmp_path, caplog):
+    """A claim revised in a preset is judged on the next run of the study command: the skipped
+    run's saved config takes the new ``report`` block and nothing else changes."""
+    assert run(tiny_config(), tmp_path) == "completed"
+    config = RunDir(tmp_path).config
+    before = read_yaml_data(config)
+    claim = {"text": "relu beats itself", "order": ["relu", "relu"], "metric": "final_test"}
+    revised = tiny_config()
+    OmegaConf.update(revised, "report", {"claims": [claim]}, force_add=True)
+    with caplog.at_level("INFO", logger="actlab"):
+        assert run(revised, tmp_path) == "completed"
+    after = read_yaml_data(config)
+    assert after["report"] == {"claims": [claim]}
+    assert {k: v for k, v in after.items() if k != "report"} == {
+        k: v for k, v in before.items() if k != "report"
+    }
+    assert "report settings updated" in caplog.text
+    stamp = config.stat().st_mtime_ns
+    assert run(revised, tmp_path) == "completed"
+    assert config.stat().st_mtime_ns == stamp  # unchanged settings: the file is left alone
 
 
 def test_finished_run_is_skipped_and_resume_false_starts_over(tiny_config, tmp_path, caplog):
