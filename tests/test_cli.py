@@ -190,6 +190,6 @@ def test_help_lists_the_choice_groups_and_the_config_without_importing_torch(cli
     assert not any(g.startswith(("schema", "hydra")) for g in groups)
     page = out.stdout.split("(foo.bar=value)\n", 1)[1]
     config = yaml.safe_load(page.split("\nHydra's own flags", 1)[0])
-    assert config["activation"]["name"] == "elu" and config["optimizer"]["lr"] == 1e-4
+    assert config["activation"]["name"] == "elu" and config["optimizer"]["lr"] == 2e-4
     assert "hydra" not in config
     assert not (tmp_path / "results").exists()

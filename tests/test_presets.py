@@ -561,7 +561,7 @@ def test_plain30_classifier_init_does_not_follow_the_variance_mode(preset):
 
 
 def test_a_models_tuning_applies_to_its_optimizer_only_and_yields_to_an_explicit_lr():
-    """configs/tuning/plainnet_adam.yaml: PlainNet under Adam starts at 1e-4, nothing else moves."""
+    """configs/tuning/plainnet_adam.yaml: PlainNet under Adam starts at 2e-4, nothing else moves."""
     lr = {
         overrides: _compose(*overrides)[0]["optimizer"]["lr"]
         for overrides in (
@@ -572,4 +572,4 @@ def test_a_models_tuning_applies_to_its_optimizer_only_and_yields_to_an_explicit
         )
     }
     sgd = yaml.safe_load((CONFIG_DIR / "optimizer" / "sgd.yaml").read_text())["lr"]
-    assert list(lr.values()) == [1e-4, 0.003, sgd, 1e-3]
+    assert list(lr.values()) == [2e-4, 0.003, sgd, 1e-3]
