@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 
@@ -49,6 +48,7 @@ def _layout(groups: list[Group], grid: tuple[Factor, Factor] | None) -> list[lis
     ]
 
 
+@style.styled
 def plot_layer_heatmaps(
     groups: list[Group], grid: tuple[Factor, Factor] | None, out: Path
 ) -> list[Figure]:
@@ -68,8 +68,7 @@ def plot_layer_heatmaps(
             norm = Normalize(float(finite.min()), float(finite.max()) or 1.0)
         layout = _layout(groups, grid)
         nrows, ncols = len(layout), len(layout[0])
-        style.apply()
-        fig, axes = plt.subplots(
+        fig, axes = style.subplots(
             nrows,
             ncols,
             figsize=(7.0, 0.5 + 1.35 * nrows),
