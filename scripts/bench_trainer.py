@@ -25,7 +25,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from experiments.components import build
-from experiments.rundir import RunDir, read_csv
+from experiments.rundir import TIME_S, RunDir, read_csv
 from experiments.train import CONFIG_DIR
 from experiments.trainer import Trainer
 
@@ -53,7 +53,7 @@ def trainer_loop(cfg: DictConfig, steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir(tmp)
         Trainer(build(cfg), cfg, run).fit()
-        return float(read_csv(run.metrics)[-1]["time_s"]) / (steps - 1)
+        return float(read_csv(run.metrics)[-1][TIME_S]) / (steps - 1)
 
 
 def main() -> None:

@@ -182,7 +182,7 @@ def write_report(
         raise ReportError("no study directory given")
     runs, skipped = find_runs(sources)
     log.info("read %d run(s):\n%s", len(runs), "\n".join(f"  {r.path} ({r.status})" for r in runs))
-    if x == "cpu" and timing.equal_time_axis(runs) != "cpu_s":
+    if x == "cpu" and timing.equal_time_axis(runs) != CPU_S:
         lacking = next(r for r in runs if not timing.has_cpu_time(r))
         raise ReportError(f"--x cpu: {lacking.path} logged no CPU time (made before cpu_s was)")
     groups, keys = group_runs(runs)

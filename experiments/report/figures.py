@@ -331,7 +331,7 @@ def plot_diagnostics(
     if missing:
         raise ReportError(f"no diagnostics at step {missing[0]}; logged steps: {logged}")
     frames = [r.diagnostics for g in groups for r in g.runs if r.diagnostics is not None]
-    metrics = list(pd.unique(pd.concat(frames)["metric"]))
+    metrics = list(pd.unique(pd.concat(frames)[MEASURE]))
     levels = list(panels.levels) if panels else [None]
     figures = []
     for metric in metrics:

@@ -18,6 +18,7 @@ from experiments.report import style
 from experiments.report.factors import Factor
 from experiments.report.figures import DIAG_NAMES, Figure, depth_profile, diagnostic_steps
 from experiments.report.groups import Group
+from experiments.rundir import MEASURE
 
 #: the diagnostics drawn as heatmaps (others stay profiles only).
 HEATMAP_METRICS = ("zero_fraction", "dead_units", "dead_fraction", "grad_norm")
@@ -54,7 +55,7 @@ def plot_layer_heatmaps(
 ) -> list[Figure]:
     steps = diagnostic_steps(groups)
     frames = [r.diagnostics for g in groups for r in g.runs if r.diagnostics is not None]
-    logged = {m for f in frames for m in f["metric"].unique()}
+    logged = {m for f in frames for m in f[MEASURE].unique()}
     made = []
     for metric in (m for m in HEATMAP_METRICS if m in logged):
         maps = {g.label: layer_steps(g, metric, steps) for g in groups}
