@@ -7,7 +7,7 @@ slope) plus its parameters, computes gradients analytically, and runs its elemen
 a few pure :class:`~activations.backend.Kernel` functions that ``torch.compile`` fuses into one
 loop each (see ``activations.backend`` for the switch).
 
-Choices the measurements forced (shared/references/cpu-performance-notes.md and our bench):
+Choices the measurements forced (docs/papers.md §9 and our bench):
 - Nothing boolean is saved: compiled kernels that stored an ``x <= 0`` mask ran ~20x slower.
 - Exponentials are taken of ``min(x, 0)`` only, so ``exp`` cannot overflow to inf and turn a
   positive input's gradient into NaN.

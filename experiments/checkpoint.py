@@ -1,4 +1,4 @@
-"""checkpoints/last.pt: everything a run needs to continue as if it had never stopped.
+"""A run's checkpoint: everything it needs to continue as if it had never stopped.
 
 Batches are a pure function of (seed, step), so besides model and optimizer the checkpoint holds
 the step, the task's own state and every random generator that dropout or random units draw
@@ -14,12 +14,15 @@ import pickle
 import random
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from experiments.rundir import atomic_write
+
+if TYPE_CHECKING:
+    from experiments.components import Components
 
 
 def rng_state() -> dict[str, Any]:
@@ -55,6 +58,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
             "gauss": npy["gauss"],
         }
     )
+
+
+def capture(parts: Components, step: int, **extra: Any) -> dict[str, Any]:
+    """The state of ``parts`` after ``step`` steps, with the random generators and ``extra``
+    (the trainer's clocks, loss window and config), ready for ``save``."""
+    return {
+        "step": step,
+        "model": parts.model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "task": parts.task.state_dict(),
+        "rng": rng_state(),
+        **extra,
+    }
+
+
+def restore(parts: Components, state: dict[str, Any]) -> None:
+    """Put ``capture``'s model, optimizer, task and generator states back into ``parts``."""
+    parts.model.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.task.load_state_dict(state["task"])
+    set_rng_state(state["rng"])
 
 
 def save(path: Path, state: dict[str, Any]) -> None:

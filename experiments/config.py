@@ -2,10 +2,12 @@
 
 Hydra composes the config; this module makes its mistakes cheap. Typed dataclass schemas,
 registered in Hydra's ConfigStore under ``schema/`` and pulled in by each group YAML's defaults
-list, reject misspelt keys and wrong types while Hydra composes. ``validate`` then checks ranges
-and the name-dependent groups (activation, model, dataset, init) against their builders'
-signatures, before a dataset is loaded or a file written. ``describe_error`` turns Hydra's
-multi-line composition errors into one line.
+list, reject misspelt keys and wrong types while Hydra composes. hydra_plugins/actlab/schemas.py
+registers them (and the ``actlab.*`` resolvers) when Hydra composes: importing this module
+registers nothing. ``validate`` then checks ranges and the name-dependent groups (activation,
+model, dataset, init) against their builders' signatures (activations.registry.Registry), before
+a dataset is loaded or a file written. ``describe_error`` turns Hydra's multi-line composition
+errors into one line.
 """
 
 from __future__ import annotations
@@ -226,9 +228,6 @@ def register_schemas() -> None:
         store.store(group=f"schema/{group}".rstrip("/"), name=name, node=node)
 
 
-register_schemas()
-
-
 # ---------------------------------------------------------------------------------------------
 # Run directories, checked as Hydra computes them (configs/hydra/default.yaml)
 
@@ -266,9 +265,6 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver(
         "actlab.run_name", lambda value: check_name("run_name", value), replace=True
     )
-
-
-register_resolvers()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,6 +405,7 @@ Parameters = Callable[[str], dict[str, inspect.Parameter]]
 
 def _named_groups() -> dict[str, Parameters]:
     """group -> (builder name -> the parameters a config may set)."""
+    from activations.registry import ACTIVATIONS
     from experiments import inits
     from experiments.data import DATASETS
     from experiments.data import _load_all as load_datasets
@@ -418,46 +415,11 @@ def _named_groups() -> dict[str, Parameters]:
     load_datasets()
     load_models()
     return {
-        "activation": _activation_parameters,
-        "model": _builder_parameters(MODELS.get, fixed=("act", "num_outputs", "in_channels")),
-        "dataset": _builder_parameters(DATASETS.get, fixed=("device", "seed", "data_dir")),
-        "init": _builder_parameters(inits.INITS.get, fixed=("model", "batches")),
+        "activation": ACTIVATIONS.parameters,
+        "model": MODELS.parameters,
+        "dataset": DATASETS.parameters,
+        "init": inits.INITS.parameters,
     }
-
-
-def _activation_parameters(name: str) -> dict[str, inspect.Parameter]:
-    """The registry gives defaults only, so a float, bool or str default types its key."""
-    import activations
-
-    return {
-        key: inspect.Parameter(
-            key,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=default,
-            annotation=type(default) if type(default) in (float, bool, str) else Any,
-        )
-        for key, default in activations.parameters_of(name).items()
-    }
-
-
-def _builder_parameters(
-    lookup: Callable[[str], Callable[..., Any]], fixed: tuple[str, ...]
-) -> Parameters:
-    """name -> the parameters of builder ``lookup(name)`` minus those the trainer passes."""
-
-    def parameters(name: str) -> dict[str, inspect.Parameter]:
-        builder = lookup(name)
-        try:
-            hints = typing.get_type_hints(builder.__init__ if inspect.isclass(builder) else builder)
-        except Exception:  # unresolvable annotations: fall back to no type checks
-            hints = {}
-        return {
-            k: p.replace(annotation=hints.get(k, Any))
-            for k, p in inspect.signature(builder).parameters.items()
-            if k not in fixed and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        }
-
-    return parameters
 
 
 def _check_named_group(node: Any, group: str, parameters_of: Parameters) -> None:

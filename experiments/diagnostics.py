@@ -38,8 +38,6 @@ from experiments.task import Task
 
 #: diagnostics.csv metric names, as experiments/report/figures.py labels them.
 METRICS = ("zero_fraction", "dead_units", "mean", "std", "grad_norm")
-#: diagnostics.csv columns (DESIGN.md's run-directory contract).
-COLUMNS = ("step", "layer", "metric", "value")
 
 Row = tuple[int, str, float]
 

@@ -16,6 +16,7 @@ to make up, and initial logits stay small.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from collections.abc import Callable
@@ -24,9 +25,10 @@ import torch
 from torch import nn
 
 from activations import Activation, activation_parameters
-from experiments.registry import Registry
+from activations.registry import Registry
 
-INITS: Registry = Registry("init")
+#: the model comes from the trainer, and LSUV's input batches from the task.
+INITS: Registry = Registry("init", fixed=("model", "batches"))
 
 #: How ``n`` in std = gain / sqrt(n) is counted: Caffe's variance_norm FAN_IN, FAN_OUT, AVERAGE.
 MODES = ("fan_in", "fan_out", "average")
@@ -40,8 +42,9 @@ def initialize(
 ) -> None:
     """Initialise ``model`` in place with init ``name``; ``batches(i)`` is the i-th input batch
     for the data-driven inits (LSUV)."""
-    extra = {"batches": batches} if "batches" in INITS.options(name) else {}
-    INITS.build(name, model, fixed=("model", "batches"), **extra, **params)
+    takes_batches = "batches" in inspect.signature(INITS.get(name)).parameters
+    extra = {"batches": batches} if takes_batches else {}
+    INITS.build(name, model, **extra, **params)
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:

@@ -19,10 +19,7 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.rundir import RunDir, atomic_write_text
-
-#: metrics.csv columns sent as train/<column>; eval rows go as <split>/<loss|metric>.
-TRAIN_KEYS = ("train_loss", "lr", "grad_norm", "epoch")
+from experiments.rundir import CONFIG, LIVE_METRICS_COLUMNS, RunDir, atomic_write_text
 
 
 class Sink(Protocol):
@@ -37,7 +34,7 @@ class TensorBoard:
     def __init__(self, run: RunDir, first_step: int) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(run.path / "tensorboard"), purge_step=first_step or None)
+        self.writer = SummaryWriter(str(run.tensorboard), purge_step=first_step or None)
 
     def log(self, values: dict[str, float], step: int) -> None:
         for key, value in values.items():
@@ -60,7 +57,7 @@ class MLflow:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         uri = tracking_uri or (Path(cfg.paths.results_dir).resolve() / "mlruns").as_uri()
         self.client = MlflowClient(tracking_uri=uri)
-        record = run.path / "mlflow.json"
+        record = run.mlflow_record
         if record.exists():
             self.run_id = json.loads(record.read_text())["run_id"]
         else:
@@ -73,7 +70,7 @@ class MLflow:
             mlrun = self.client.create_run(experiment_id, run_name=cfg.run_name)
             self.run_id = mlrun.info.run_id
             config = OmegaConf.to_container(cfg, resolve=True)
-            self.client.log_dict(self.run_id, config, "config.yaml")
+            self.client.log_dict(self.run_id, config, CONFIG)
             atomic_write_text(record, json.dumps({"tracking_uri": uri, "run_id": self.run_id}))
 
     def log(self, values: dict[str, float], step: int) -> None:
@@ -127,5 +124,6 @@ def open_sink(cfg: DictConfig, run: RunDir, first_step: int) -> Sink | None:
 
 
 def train_values(row: dict[str, Any]) -> dict[str, float]:
-    """A metrics.csv row as the sink's keys."""
-    return {f"train/{k}": float(row[k]) for k in TRAIN_KEYS if row.get(k) is not None}
+    """A metrics.csv row as the sink's keys: ``train/<column>`` (evaluations go as
+    ``<split>/<loss or metric>``)."""
+    return {f"train/{k}": float(row[k]) for k in LIVE_METRICS_COLUMNS if row.get(k) is not None}

@@ -24,14 +24,20 @@ import torch
 from torch import nn
 
 from activations import activation_parameters
+from activations.registry import Registry
 
-#: optimizer name -> torch class; every config key besides GROUP_KEYS is passed to it.
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "rmsprop": torch.optim.RMSprop,
-    "adagrad": torch.optim.Adagrad,
-}
+#: optimizer name -> torch class; every config key besides GROUP_KEYS is passed to it (the
+#: parameter groups come from param_groups).
+OPTIMIZERS: Registry = Registry(
+    "optimizer",
+    fixed=("params",),
+    builders={
+        "sgd": torch.optim.SGD,
+        "adam": torch.optim.Adam,
+        "rmsprop": torch.optim.RMSprop,
+        "adagrad": torch.optim.Adagrad,
+    },
+)
 #: optimizer config keys that shape the parameter groups rather than the torch optimizer.
 GROUP_KEYS = (
     "name",
@@ -48,12 +54,6 @@ ROLES = ("weight", "bias", "activation")
 CLASSIFIER = "classifier"
 
 Schedule = Callable[[int], float]
-
-
-def _choose(kind: str, name: str, table: Mapping[str, Any]) -> Any:
-    if name not in table:
-        raise ValueError(f"unknown {kind} {name!r}; choose from: {', '.join(sorted(table))}")
-    return table[name]
 
 
 @dataclass(frozen=True)
@@ -239,11 +239,26 @@ def describe_groups(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
 
 def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """``cfg`` is the optimizer config group: name, lr, group policy and the class's own keys."""
-    cls = _choose("optimizer", cfg["name"], OPTIMIZERS)
+    cls = OPTIMIZERS.get(cfg["name"])
     policy = {k: cfg[k] for k in GROUP_KEYS if k in cfg and k != "name"}
     extra = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}
     extra = {k: v for k, v in extra.items() if k not in GROUP_KEYS}
     return cls(param_groups(model, **policy), **extra)
+
+
+def clip_gradients(
+    params: Sequence[nn.Parameter], value: float | None, norm: float | None, measure: bool
+) -> torch.Tensor | None:
+    """Clip gradients by ``value`` then by total ``norm`` (either may be None); return their
+    total norm (before norm clipping) when clipped by norm or ``measure``d, as a device
+    tensor (no sync)."""
+    if value is not None:
+        torch.nn.utils.clip_grad_value_(params, value)
+    if norm is not None:
+        return torch.nn.utils.clip_grad_norm_(params, norm)
+    if measure:
+        return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    return None
 
 
 def set_lr(optimizer: torch.optim.Optimizer, multiplier: float) -> None:
@@ -289,16 +304,21 @@ def _exponential(
     return lambda step: gamma ** max(0, step // size - start + 1)
 
 
-SCHEDULES: dict[str, Callable[..., Schedule]] = {
-    "constant": _constant,
-    "multistep": _multistep,
-    "cosine": _cosine,
-    "exponential": _exponential,
-}
+#: schedule name -> maker; the run supplies the epoch length and the step budget.
+SCHEDULES: Registry = Registry(
+    "schedule",
+    fixed=("steps_per_epoch", "total_steps"),
+    builders={
+        "constant": _constant,
+        "multistep": _multistep,
+        "cosine": _cosine,
+        "exponential": _exponential,
+    },
+)
 
 
 def build_schedule(cfg: Mapping[str, Any], *, steps_per_epoch: int, total_steps: int) -> Schedule:
     """``cfg`` is the schedule config group: its name and that schedule's keys."""
-    make = _choose("schedule", cfg["name"], SCHEDULES)
+    make = SCHEDULES.get(cfg["name"])
     options = {k: v for k, v in cfg.items() if k != "name"}
     return make(steps_per_epoch, total_steps, **options)

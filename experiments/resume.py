@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import checkpoint
 from experiments.config import ConfigError
-from experiments.rundir import EVAL_COLUMNS, RunDir
+from experiments.rundir import EVAL, EVAL_COLUMNS, METRICS, SPLIT, RunDir
 from experiments.yamldata import YamlDataError, parse_yaml_data, read_yaml_data
 
 #: config keys (and subtrees) that may differ when resuming: they do not change what is computed.
@@ -213,7 +213,7 @@ def expected_steps(trainer: DictConfig, step: int, total: int) -> dict[str, set[
     if step == total:  # the last window's row and the final validation come before the save
         logged.add(total)
         evaluated.add(total)
-    return {"metrics.csv": logged, "eval.csv": evaluated}
+    return {METRICS: logged, EVAL: evaluated}
 
 
 def check_logs(rundir: RunDir, step: int, trainer: DictConfig, total: int) -> None:
@@ -251,8 +251,8 @@ def _logged_steps(path: Path, up_to: int) -> set[int]:
         return set()
     rows = csv.reader(lines)
     header = next(rows)
-    text_columns = {i for i, name in enumerate(header) if name == "split"}
-    split = EVAL_COLUMNS.index("split") if text_columns else None
+    text_columns = {i for i, name in enumerate(header) if name == SPLIT}
+    split = EVAL_COLUMNS.index(SPLIT) if text_columns else None
     steps = set()
     for number, row in enumerate(rows, start=2):
         if len(row) != len(header) or not _numbers(row, text_columns):

@@ -1,4 +1,4 @@
-"""The files of one run directory (DESIGN.md's contract), written so a killed run stays readable.
+"""The files of one run directory (docs/architecture.md), written so a killed run stays readable.
 
 Whole files (summary.json, the saved config) are replaced atomically: written to a temporary
 file in the same directory, fsync'ed, then renamed over the old one. CSV logs are appended a
@@ -21,11 +21,49 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-#: metrics.csv columns; grad_norm is appended when the trainer logs it. time_s is training wall
-#: time, cpu_s the process's CPU time (all threads) over the same stretches.
-METRICS_COLUMNS = ("step", "epoch", "time_s", "cpu_s", "train_loss", "lr")
+#: The names inside a run directory. Every other module takes them from here (RunDir's paths,
+#: or these constants), so the layout is spelled in one place.
+SUMMARY = "summary.json"
+METRICS = "metrics.csv"
+EVAL = "eval.csv"
+DIAGNOSTICS = "diagnostics.csv"
+SAMPLES = "samples.txt"
+LOG = "train.log"
+CHECKPOINTS = "checkpoints"
+CHECKPOINT = "last.pt"
+#: Hydra's folder: the resolved config the run trained, and Hydra's own two files.
+HYDRA_DIR = ".hydra"
+CONFIG = "config.yaml"
+HYDRA_CONFIG = "hydra.yaml"
+OVERRIDES = "overrides.yaml"
+#: live-curve loggers' own files (experiments.loggers).
+TENSORBOARD = "tensorboard"
+MLFLOW_RECORD = "mlflow.json"
+
+#: CSV column names. time_s is training wall time (evaluation, checkpoints and the first,
+#: compiling step left out), cpu_s the process's CPU time (all threads) over the same stretches.
+STEP = "step"
+EPOCH = "epoch"
+TIME_S = "time_s"
+CPU_S = "cpu_s"
+TRAIN_LOSS = "train_loss"
+LR = "lr"
+GRAD_NORM = "grad_norm"
+SPLIT = "split"
+LOSS = "loss"
+LAYER = "layer"
+MEASURE = "metric"  # diagnostics.csv: which measure of the layer (experiments.diagnostics)
+VALUE = "value"
+#: metrics.csv columns; grad_norm is appended when the trainer logs it.
+METRICS_COLUMNS = (STEP, EPOCH, TIME_S, CPU_S, TRAIN_LOSS, LR)
+#: the metrics.csv columns every version wrote (cpu_s came later), all a reader may require.
+METRICS_REQUIRED = (STEP, EPOCH, TIME_S, TRAIN_LOSS, LR)
+#: metrics.csv columns that live-curve loggers receive, as ``train/<column>``.
+LIVE_METRICS_COLUMNS = (TRAIN_LOSS, LR, GRAD_NORM, EPOCH)
 #: eval.csv columns before the task's metric column ("error" or "bpc").
-EVAL_COLUMNS = ("step", "epoch", "time_s", "split", "loss")
+EVAL_COLUMNS = (STEP, EPOCH, TIME_S, SPLIT, LOSS)
+#: diagnostics.csv: one row per (step, layer, measure).
+DIAGNOSTICS_COLUMNS = (STEP, LAYER, MEASURE, VALUE)
 #: what a run directory set aside by trainer.resume=false has in its name (reports skip it).
 REPLACED = ".replaced-"
 #: statuses after which re-running the same command has nothing left to do.
@@ -34,16 +72,26 @@ FINAL_STATUSES = ("completed", "diverged")
 STATUSES = (*FINAL_STATUSES, "failed", "interrupted", "running")
 #: the files atomic_write replaces in a run directory: only their temporaries are cleaned up.
 WRITTEN_FILES = (
-    "summary.json",
-    "metrics.csv",
-    "eval.csv",
-    "diagnostics.csv",
-    "samples.txt",
-    "last.pt",
-    "config.yaml",
-    "hydra.yaml",
-    "overrides.yaml",
+    SUMMARY,
+    METRICS,
+    EVAL,
+    DIAGNOSTICS,
+    SAMPLES,
+    CHECKPOINT,
+    CONFIG,
+    HYDRA_CONFIG,
+    OVERRIDES,
 )
+
+
+def metrics_columns(grad_norm: bool) -> tuple[str, ...]:
+    """metrics.csv's header for a run that does (or does not) log the gradient norm."""
+    return METRICS_COLUMNS + ((GRAD_NORM,) if grad_norm else ())
+
+
+def eval_columns(metric: str) -> tuple[str, ...]:
+    """eval.csv's header for a task whose metric is ``metric``."""
+    return (*EVAL_COLUMNS, metric)
 
 
 class RunDirError(ValueError):
@@ -156,17 +204,21 @@ def truncate_csv(path: Path, last_step: int, drop: Callable[[str], bool] | None 
 class RunDir:
     """Paths and file operations of one run directory."""
 
-    OUTPUTS = ("metrics.csv", "eval.csv", "diagnostics.csv", "summary.json", "checkpoints")
+    OUTPUTS = (METRICS, EVAL, DIAGNOSTICS, SUMMARY, CHECKPOINTS)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.metrics = self.path / "metrics.csv"
-        self.eval = self.path / "eval.csv"
-        self.diagnostics = self.path / "diagnostics.csv"
-        self.summary = self.path / "summary.json"
-        self.checkpoint = self.path / "checkpoints" / "last.pt"
-        self.config = self.path / ".hydra" / "config.yaml"
-        self.log = self.path / "train.log"
+        self.metrics = self.path / METRICS
+        self.eval = self.path / EVAL
+        self.diagnostics = self.path / DIAGNOSTICS
+        self.summary = self.path / SUMMARY
+        self.samples = self.path / SAMPLES
+        self.checkpoint = self.path / CHECKPOINTS / CHECKPOINT
+        self.config = self.path / HYDRA_DIR / CONFIG
+        self.overrides = self.path / HYDRA_DIR / OVERRIDES
+        self.log = self.path / LOG
+        self.tensorboard = self.path / TENSORBOARD
+        self.mlflow_record = self.path / MLFLOW_RECORD
 
     def read_summary(self) -> dict[str, Any] | None:
         """summary.json, or None when absent; a damaged one raises RunDirError naming it."""
@@ -189,6 +241,14 @@ class RunDir:
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise RunDirError(f"{self.summary} has step={step!r}, not an integer >= 0; {way_out}")
         return summary
+
+    def validations(self, metric: str) -> list[dict[str, float]]:
+        """eval.csv's validation rows as summary records: step, loss and ``metric``."""
+        return [
+            {STEP: int(row[STEP]), LOSS: float(row[LOSS]), metric: float(row[metric])}
+            for row in read_csv(self.eval)
+            if row[SPLIT] == "val"
+        ]
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.summary, json.dumps(summary, indent=2, sort_keys=False) + "\n")
@@ -237,7 +297,7 @@ class RunDir:
         final checkpoint, so a run killed between the two resumes at its last step and
         evaluates it again; keeping the old row would duplicate it.
         """
-        split = EVAL_COLUMNS.index("split")
+        split = EVAL_COLUMNS.index(SPLIT)
         truncate_csv(
             self.eval, last_step, drop=lambda line: line.split(",")[split : split + 1] == ["test"]
         )

@@ -27,6 +27,8 @@ from typing import Any
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.rundir import RunDir
+
 log = logging.getLogger("actlab")
 
 #: timed steps per distinct unit/model/data when a dry run measures speed (after one warm step)
@@ -153,7 +155,7 @@ def print_plan(configs: Sequence[DictConfig], master: DictConfig | None) -> None
 
 def _state_of(path: Path) -> tuple[str, int, float | None]:
     """(status, steps done, seconds per step measured by that run) of an existing directory."""
-    summary = path / "summary.json"
+    summary = RunDir(path).summary
     if not summary.exists():
         return ("new", 0, None)
     try:
@@ -171,7 +173,7 @@ def _planned_steps(cfg: DictConfig) -> int | None:
     trainer = cfg.trainer
     if trainer.max_epochs is None:
         return None if trainer.max_steps is None else int(trainer.max_steps)
-    from experiments.trainer import build
+    from experiments.components import build
 
     return build(cfg).total_steps
 
@@ -193,10 +195,10 @@ def measure_step_seconds(cfg: DictConfig, parallel: int = 1) -> float | str:
 
     import torch
 
+    from experiments.components import build
     from experiments.config import describe_error, validate
     from experiments.cores import threads_for
-    from experiments.rundir import RunDir
-    from experiments.trainer import Trainer, build
+    from experiments.trainer import Trainer
 
     threads = torch.get_num_threads()
     try:

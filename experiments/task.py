@@ -39,6 +39,10 @@ class Task(Protocol):
     def probe_batch(self) -> torch.Tensor:
         """A fixed input batch for per-layer diagnostics (LSUV draws training batches)."""
 
+    def sample_text(self, model: nn.Module, seed: int) -> str | None:
+        """What the trained ``model`` writes, saved beside the run when training completes
+        (language models), or None (classifiers): the trainer asks and never checks which."""
+
     def state_dict(self) -> dict[str, Any]:
         """Anything besides (seed, step) needed to resume exactly (e.g. carried hidden state)."""
 

@@ -38,7 +38,13 @@ from experiments.config import describe_error, validate
 from experiments.cores import parallel_jobs, threads_for
 from experiments.help import print_help
 from experiments.launcher import SweepStopped
-from experiments.rundir import FINAL_STATUSES, RunDir, atomic_write_text
+from experiments.rundir import (
+    FINAL_STATUSES,
+    HYDRA_CONFIG,
+    OVERRIDES,
+    RunDir,
+    atomic_write_text,
+)
 from experiments.runlog import run_log
 
 log = logging.getLogger("actlab")
@@ -69,7 +75,9 @@ def run(
     import torch  # here, not at the top: `--help` and `--cfg job` start in well under a second
 
     from experiments import checkpoint, resume
-    from experiments.trainer import Interrupted, Trainer, build
+    from experiments.components import build
+    from experiments.stopping import Interrupted
+    from experiments.trainer import Trainer
 
     validate(cfg)
     rundir = RunDir(run_dir)
@@ -122,7 +130,7 @@ def run(
 def _extends(previous: Mapping[str, Any], cfg: DictConfig) -> bool:
     """A completed run whose budget was raised (max_steps / max_epochs) continues from its last
     checkpoint; a diverged one stays as it is."""
-    from experiments.trainer import planned_steps
+    from experiments.components import planned_steps
 
     if previous["status"] != "completed" or previous.get("stop_reason") == "max_time_s":
         return False
@@ -170,7 +178,7 @@ def _threads_per_job(hydra_cfg: DictConfig) -> int:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def _hydra_task(cfg: DictConfig) -> None:
-    from experiments.trainer import Interrupted
+    from experiments.stopping import Interrupted
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -181,8 +189,8 @@ def _hydra_task(cfg: DictConfig) -> None:
             run_dir,
             threads=_threads_per_job(hydra_cfg),
             hydra_files={
-                "hydra.yaml": {"hydra": hydra_cfg},
-                "overrides.yaml": hydra_cfg.overrides.task,
+                HYDRA_CONFIG: {"hydra": hydra_cfg},
+                OVERRIDES: hydra_cfg.overrides.task,
             },
         )
     except Interrupted as stop:

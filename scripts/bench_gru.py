@@ -3,7 +3,7 @@
 Both models see the same one-hot input and have the same linear decoder around the recurrent
 part; one step is forward + backward + RMSprop step (char-rnn's optimizer). Steps of the models
 are interleaved and the median is kept, because timings on a shared CPU drift between processes
-(cpu-performance-notes.md: up to +-30%), so only ratios within one run are meaningful.
+(docs/papers.md §9: up to +-30%), so only ratios within one run are meaningful.
 
     python scripts/bench_gru.py                 # hidden 128 and 512, 2 layers, batch 50, seq 50
     python scripts/bench_gru.py --smoke         # tiny sizes, seconds; checks the script runs

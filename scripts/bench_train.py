@@ -2,7 +2,7 @@
 
 For each model (NIN, PlainNet-30, CharGRU) and activation it times ``Trainer.train_step``, the
 trainer's own step (batch from the task, loss, backward, clipping, optimizer), as composed
-from configs/ by ``experiments.trainer.build``, under each speed option: eager fp32 NCHW,
+from configs/ by ``experiments.components.build``, under each speed option: eager fp32 NCHW,
 channels_last, torch.compile, both, and bf16 (``trainer.precision=bf16`` autocast, eager, with
 channels_last for the image models; channels_last does not apply to the GRU). Image models
 are also timed in a reference loop written here the way a tutorial would: a torchvision
@@ -42,13 +42,13 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-import experiments.config  # noqa: F401  (registers the config schemas)
+from experiments.components import build
 from experiments.data.images import derived_seed
 from experiments.data.shapes import generate_shapes
 from experiments.precision import native_bf16
 from experiments.rundir import RunDir
 from experiments.train import CONFIG_DIR
-from experiments.trainer import Trainer, build
+from experiments.trainer import Trainer
 
 MODELS = ("nin", "plainnet", "chargru")
 ACTS = ("relu", "elu", "prelu", "mpelu", "tlu")

@@ -1,6 +1,6 @@
 """The shared trainer's overhead: its time per step over a bare loop's, same model and batches.
 
-Both loops train what ``experiments.trainer.build`` makes from the config (by default NIN on
+Both loops train what ``experiments.components.build`` makes from the config (by default NIN on
 ``shapes`` on the CPU, as configs/ define them) from the same seed; the trainer runs at its
 default logging (metrics every ``trainer.log_every`` steps, grad norm logged) with periodic
 evaluation and checkpoints off, and its time per step is metrics.csv's ``time_s`` over the
@@ -24,10 +24,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import experiments.config  # noqa: F401  (registers the config schemas)
-from experiments.rundir import RunDir, read_csv
+from experiments.components import build
+from experiments.rundir import TIME_S, RunDir, read_csv
 from experiments.train import CONFIG_DIR
-from experiments.trainer import Trainer, build
+from experiments.trainer import Trainer
 
 
 def bare_loop(cfg: DictConfig, steps: int) -> float:
@@ -53,7 +53,7 @@ def trainer_loop(cfg: DictConfig, steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir(tmp)
         Trainer(build(cfg), cfg, run).fit()
-        return float(read_csv(run.metrics)[-1]["time_s"]) / (steps - 1)
+        return float(read_csv(run.metrics)[-1][TIME_S]) / (steps - 1)
 
 
 def main() -> None:

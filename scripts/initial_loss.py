@@ -18,9 +18,9 @@ import sys
 import torch
 from hydra import compose, initialize_config_dir
 
+from experiments.components import build
 from experiments.optim import set_lr
 from experiments.train import CONFIG_DIR
-from experiments.trainer import build
 
 
 def first_losses(overrides: list[str]) -> dict[str, float]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 import yaml
 
@@ -83,9 +82,9 @@ def training_band(
     return f_q[0], f_q[1], d_q[0], d_q[1]
 
 
+@style.styled
 def plot(specs: list[str], out: str, xmin: float, xmax: float) -> list[str]:
-    style.apply()
-    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(2 * style.COLUMN_WIDTH, 2.4))
+    fig, (ax_f, ax_d) = style.subplots(1, 2, figsize=(2 * style.COLUMN_WIDTH, 2.4))
     x = torch.linspace(xmin, xmax, 1201, dtype=torch.float64)
     seen: dict[str, int] = {}
     for spec in specs:

@@ -18,7 +18,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib
 import torch
 from torch import nn
 
@@ -104,11 +104,13 @@ def fit(
     return best[0], x.view(-1), best[1]
 
 
+@style.styled
 def plot(ks: list[int], out: str, *, steps: int, restarts: int) -> list[str]:
     """Fit every (target, unit, k), draw the fits and the error curves; returns the file paths."""
-    style.apply()
-    fig, axes = plt.subplots(1, 3, figsize=(2 * style.COLUMN_WIDTH, 2.3), layout="constrained")
-    shades = plt.get_cmap("Blues")([0.35 + 0.65 * i / max(len(ks) - 1, 1) for i in range(len(ks))])
+    fig, axes = style.subplots(1, 3, figsize=(2 * style.COLUMN_WIDTH, 2.3), layout="constrained")
+    shades = matplotlib.colormaps["Blues"](
+        [0.35 + 0.65 * i / max(len(ks) - 1, 1) for i in range(len(ks))]
+    )
     for ax, (tname, target) in zip(axes[:2], TARGETS.items(), strict=True):
         errors = {unit: [] for unit in UNITS}
         for i, k in enumerate(ks):

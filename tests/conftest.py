@@ -14,7 +14,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import experiments.config  # noqa: F401  (registers the config schemas Hydra composes with)
 from experiments.train import CONFIG_DIR
 
 #: A run small enough for a unit test on two shared cores: a narrow NIN on a few hundred

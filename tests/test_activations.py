@@ -216,8 +216,8 @@ def test_mpelu_special_cases_are_relu_and_elu():
 
 @pytest.mark.parametrize("backend_name", ["reference", "eager"])
 def test_mpelu_input_gradient_at_exactly_zero_is_alpha_times_beta(backend_name):
-    """The authors' Caffe layer takes the negative branch for x <= 0 (references/code-anchors.md
-    §1d: dL/dx = g beta (y + alpha) there), so at x = 0, common after a max-pooled rectifier,
+    """The authors' Caffe layer takes the negative branch for x <= 0 (docs/papers.md
+    §1: dL/dx = g beta (y + alpha) there), so at x = 0, common after a max-pooled rectifier,
     the slope is alpha_c beta_c, not 1. gradcheck cannot see this: it stays off the kink."""
     unit = activations.build("mpelu", num_channels=3).double()
     with torch.no_grad():

@@ -16,7 +16,7 @@ from test_corpus import Spy, sample_text, text_task
 from torch import nn
 
 import activations
-import experiments.trainer
+import experiments.components
 from experiments.config import ConfigError, validate
 from experiments.data import build_task
 from experiments.inits import initialize
@@ -311,7 +311,7 @@ def test_one_spiking_step_stops_only_the_per_step_check(
     """Losses 1, 1, 4, 1 in a log window of 4: its mean 1.75 is under 3x the first, one step is
     not (train.lua:364-372 stops on it)."""
     scripted = [1.0, 1.0, 4.0, 1.0]
-    real_build = experiments.trainer.build
+    real_build = experiments.components.build
 
     def build(cfg):
         parts = real_build(cfg)
@@ -320,7 +320,7 @@ def test_one_spiking_step_stops_only_the_per_step_check(
         )
         return parts
 
-    monkeypatch.setattr(experiments.trainer, "build", build)
+    monkeypatch.setattr(experiments.components, "build", build)
     cfg = tiny_config(*TINY_PLAINNET, "trainer.log_every=4", f"trainer.divergence_check={check}")
     assert run(cfg, tmp_path) == status
     rows = read_csv(RunDir(tmp_path).metrics)

@@ -463,4 +463,4 @@ def test_dataset_yaml_lists_exactly_the_builder_options() -> None:
     path = Path(__file__).parents[1] / "configs" / "dataset" / "linux.yaml"
     config = yaml.safe_load(path.read_text())
     assert config.pop("name") == "linux"
-    assert config == DATASETS.options("linux", fixed=("device", "seed", "data_dir"))
+    assert config == DATASETS.defaults("linux")

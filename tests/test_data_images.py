@@ -458,7 +458,7 @@ def test_corrupted_cifar_file_is_named_before_any_unpickling(tmp_path, monkeypat
 def test_dataset_yaml_lists_exactly_the_builder_options(name: str) -> None:
     cfg = yaml.safe_load((ROOT / "configs" / "dataset" / f"{name}.yaml").read_text())
     assert cfg.pop("name") == name
-    assert cfg == DATASETS.options(name, fixed=("device", "seed", "data_dir"))
+    assert cfg == DATASETS.defaults(name)
 
 
 def test_bench_data_smoke(capsys: pytest.CaptureFixture[str]) -> None:

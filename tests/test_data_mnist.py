@@ -230,7 +230,7 @@ def test_dataset_yaml_lists_exactly_the_builder_options(name: str) -> None:
     path = Path(__file__).parents[1] / "configs" / "dataset" / f"{name}.yaml"
     config = yaml.safe_load(path.read_text())
     assert config.pop("name") == name
-    assert config == DATASETS.options(name, fixed=("device", "seed", "data_dir"))
+    assert config == DATASETS.defaults(name)
 
 
 def test_cli_without_files_prints_one_line_and_leaves_no_run_dir(

@@ -26,8 +26,9 @@ import torch
 import yaml
 from conftest import TINY
 
+import experiments.components
+import experiments.stopping
 import experiments.train
-import experiments.trainer
 from experiments.config import ConfigError
 from experiments.rundir import RunDir, RunDirError, read_csv
 from experiments.train import run
@@ -66,7 +67,7 @@ def stopped(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("stopped") / "run"
     with initialize_config_dir(version_base="1.3", config_dir=str(experiments.train.CONFIG_DIR)):
         cfg = compose("config", overrides=[*TINY, *HALFWAY, *CHECKPOINTS])
-    real_build = experiments.trainer.build
+    real_build = experiments.components.build
 
     def build_then_signal(cfg):
         parts = real_build(cfg)
@@ -82,8 +83,8 @@ def stopped(tmp_path_factory) -> Path:
 
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(experiments.trainer, "build", build_then_signal)
-        with pytest.raises(experiments.trainer.Interrupted):
+        patch.setattr(experiments.components, "build", build_then_signal)
+        with pytest.raises(experiments.stopping.Interrupted):
             run(cfg, root)
     torch.set_num_threads(threads)
     summary = RunDir(root).read_summary()

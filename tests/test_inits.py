@@ -284,4 +284,4 @@ def test_every_init_has_a_config_with_the_code_defaults():
     for path in files:
         config = yaml.safe_load(path.read_text())
         assert config.pop("name") == path.stem
-        assert config == INITS.options(path.stem, fixed=("model", "batches")), path.name
+        assert config == INITS.defaults(path.stem), path.name

@@ -13,12 +13,11 @@ from torch import nn
 
 import activations
 import experiments.models.nin
-import experiments.models.plainnet  # noqa: F401  (register both for MODELS.options)
+import experiments.models.plainnet  # noqa: F401  (register both for MODELS.defaults)
 from activations import Activation
 from experiments.models import MODELS, build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
-FIXED = ("act", "num_outputs", "in_channels")
 TINY_NIN = {"widths": [12] * 8}
 #: Widths divisible by 2, 3 and 4 so any default Maxout(k) fits without equal_params.
 TINY_PLAIN = {"depth": 8, "widths": [12, 24, 36], "stage_convs": [1, 2], "fc_widths": [12]}
@@ -314,7 +313,7 @@ RECIPE_DEFAULTS = {("nin", "final_activation"): False}
 def test_yaml_lists_every_option_with_the_code_default(name):
     config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     assert config.pop("name") == name
-    defaults = MODELS.options(name, fixed=FIXED)
+    defaults = MODELS.defaults(name)
     assert config.keys() == defaults.keys()
     for key, value in config.items():
         default = defaults[key]

@@ -3,7 +3,7 @@
 A preset's job list is computed in-process the way Hydra's BasicSweeper computes it (its
 ``hydra.sweeper.params`` parsed into overrides, then the cartesian product), every job is
 composed and validated as the trainer would, and the jobs are compared with the product the
-study means, written down below from the papers (references/papers.md), independently of the
+study means, written down below from the papers (docs/papers.md), independently of the
 YAML. The presets are found by listing the directory, so a new one is checked at once (and
 fails until its intended sweep is written into INTENDED).
 """
@@ -132,7 +132,7 @@ MPELU_PLAIN = unit(
     optimizer__act_lr_mult=1.0,
     optimizer__act_weight_decay_mult=0.0,
 )
-#: The NIN model-zoo / MPELU Caffe solver and net (papers.md §1, §7).
+#: The NIN model-zoo / MPELU Caffe solver and net (docs/papers.md §1, §7).
 NIN_CAFFE = {
     "model.name": "nin",
     "model.widths": [192, 160, 96, 192, 192, 192, 192, 192],
@@ -151,7 +151,7 @@ NIN_CAFFE = {
     "schedule.gamma": 0.1,
     "trainer.max_steps": 120000,
 }
-#: The MPELU authors' 30-layer solver (papers.md §1): lr 0.01, momentum 0.9, wd 5e-4, batch 64.
+#: The MPELU authors' 30-layer solver (docs/papers.md §1): lr 0.01, momentum 0.9, wd 5e-4, batch 64.
 PLAIN_CAFFE = {
     "model.name": "plainnet",
     "model.bn": False,

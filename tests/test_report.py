@@ -1,5 +1,5 @@
 """The report: real tiny runs from the trainer in, tables/figures/claims out, checked against
-pandas computations straight from the run CSVs (the contract in DESIGN.md)."""
+pandas computations straight from the run CSVs (the contract in docs/architecture.md)."""
 
 from __future__ import annotations
 

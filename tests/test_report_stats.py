@@ -37,7 +37,7 @@ def write_run(
     overrides: list[str] | None = None,
     summary: dict | None = None,
 ) -> Path:
-    """A run directory in the DESIGN.md contract, every number given."""
+    """A run directory in the run-directory contract of docs/architecture.md, every number given."""
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     cfg = {"seed": 0, "run_name": name, "experiment_name": "synthetic", **config}

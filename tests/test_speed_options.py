@@ -18,11 +18,12 @@ import torch
 
 import activations
 from experiments import precision
+from experiments.components import build, seed_everything
 from experiments.config import ConfigError, validate
 from experiments.denormals import flush_denormals
 from experiments.rundir import RunDir, read_csv
 from experiments.train import run
-from experiments.trainer import Trainer, build, seed_everything
+from experiments.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,13 +17,15 @@ from conftest import TINY_PLAINNET
 from omegaconf import OmegaConf
 
 import activations
+import experiments.components
 import experiments.trainer
 from experiments import checkpoint
+from experiments.components import build, planned_steps
 from experiments.config import ConfigError, describe_error, validate
 from experiments.optim import build_schedule
 from experiments.rundir import RunDir, RunDirError, read_csv, truncate_csv
+from experiments.stopping import Interrupted
 from experiments.train import run
-from experiments.trainer import Interrupted, build, planned_steps
 from experiments.yamldata import read_yaml_data
 
 
@@ -216,7 +218,7 @@ def test_huge_learning_rate_diverges_with_its_step(tiny_config, tmp_path):
 def _script_losses(losses: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the next run()'s training loss at step s equal ``losses[s]`` (the real loss times
     zero plus the value, so backward still runs through the model)."""
-    real_build = experiments.trainer.build
+    real_build = experiments.components.build
 
     def build_scripted(cfg):
         parts = real_build(cfg)
@@ -228,7 +230,7 @@ def _script_losses(losses: list[float], monkeypatch: pytest.MonkeyPatch) -> None
         parts.task.training_loss = training_loss
         return parts
 
-    monkeypatch.setattr(experiments.trainer, "build", build_scripted)
+    monkeypatch.setattr(experiments.components, "build", build_scripted)
 
 
 @pytest.mark.parametrize(
@@ -263,7 +265,7 @@ def test_time_budget_stops_training_and_completes(tiny_config, tmp_path):
 
 def _signal_at(step: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the next run() send itself SIGTERM while fetching batch ``step``."""
-    real_build = experiments.trainer.build
+    real_build = experiments.components.build
 
     def build_then_signal(cfg):
         parts = real_build(cfg)
@@ -277,7 +279,7 @@ def _signal_at(step: int, monkeypatch: pytest.MonkeyPatch) -> None:
         parts.task.train_batch = train_batch
         return parts
 
-    monkeypatch.setattr(experiments.trainer, "build", build_then_signal)
+    monkeypatch.setattr(experiments.components, "build", build_then_signal)
 
 
 def test_sigterm_checkpoints_and_resume_equals_an_unbroken_run(tiny_config, tmp_path, monkeypatch):
@@ -428,7 +430,7 @@ def test_a_refusal_names_the_group_choice_not_a_key_only_one_side_has(tiny_confi
 
 
 def test_a_crash_is_recorded_as_failed(tiny_config, tmp_path, monkeypatch):
-    real_build = experiments.trainer.build
+    real_build = experiments.components.build
 
     def build_broken(cfg):
         parts = real_build(cfg)
@@ -442,7 +444,7 @@ def test_a_crash_is_recorded_as_failed(tiny_config, tmp_path, monkeypatch):
         parts.task.training_loss = training_loss
         return parts
 
-    monkeypatch.setattr(experiments.trainer, "build", build_broken)
+    monkeypatch.setattr(experiments.components, "build", build_broken)
     assert run(tiny_config(), tmp_path) == "failed"
     summary = RunDir(tmp_path).read_summary()
     assert (summary["status"], summary["step"], summary["error"]) == (

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-from experiments.registry import Registry
+from activations.registry import Registry
 from experiments.task import Task
 
-DATASETS: Registry = Registry("dataset")
+#: the device, seed and data folder come from the run, not the dataset group.
+DATASETS: Registry = Registry("dataset", fixed=("device", "seed", "data_dir"))
 register_dataset = DATASETS.register
 
 
@@ -27,7 +28,6 @@ def build_task(
         device=device,
         seed=seed,
         data_dir=Path(data_dir),
-        fixed=("device", "seed", "data_dir"),
         **options,
     )
 

@@ -224,6 +224,10 @@ class ImageTask:
         crops with ``crop_size``)."""
         return self.preprocess.batch(self._eval_view(self.splits["train"][0][: self.batch_size]))
 
+    def sample_text(self, model: nn.Module, seed: int) -> None:
+        """A classifier writes no text."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

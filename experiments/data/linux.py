@@ -330,6 +330,47 @@ class ByteVocab:
         return raw.decode("utf-8", errors="replace")
 
 
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    vocab: ByteVocab,
+    *,
+    num_chars: int = 500,
+    temperature: float = 0.8,
+    prime: str = "\n",
+    seed: int = 1,
+) -> str:
+    """``prime`` followed by ``num_chars`` sampled characters (bytes, shown as UTF-8).
+
+    Each character is drawn from softmax(logits / temperature) with a private generator
+    seeded by ``seed``, so the global random state is untouched; the unknown symbol is never
+    drawn. ``model`` is a CharGRU (time-major ``model(x, hidden) -> (logits, hidden)``); its
+    train/eval mode is restored afterwards.
+    """
+    if isinstance(num_chars, bool) or not isinstance(num_chars, int) or num_chars < 0:
+        raise ValueError(f"num_chars={num_chars!r} must be an integer >= 0")
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature!r} must be positive")
+    if not prime:
+        raise ValueError("prime='' is not allowed: sampling needs at least one character")
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        logits, hidden = model(vocab.encode(prime.encode()).to(device).view(-1, 1), None)
+        drawn: list[int] = []
+        for _ in range(num_chars):
+            scores = logits[-1, 0] / temperature
+            scores[vocab.unk] = -torch.inf
+            nxt = torch.multinomial(torch.softmax(scores, dim=0), 1, generator=generator)
+            drawn.append(int(nxt))
+            logits, hidden = model(nxt.view(1, 1), hidden)
+    finally:
+        model.train(was_training)
+    return prime + vocab.decode(drawn)
+
+
 def _streams(ids: torch.Tensor, streams: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and next-character targets as ``streams`` contiguous columns, (L, streams)."""
     length = (ids.numel() - 1) // streams
@@ -471,6 +512,11 @@ class TextTask:
     def probe_batch(self) -> torch.Tensor:
         """The inputs of the first training batch, (seq_len, batch_size)."""
         return self.train_batch(0)[0]
+
+    def sample_text(self, model: nn.Module, seed: int) -> str:
+        """What the trained model writes, kept beside the run (500 characters at temperature
+        0.8, char-rnn's sampling defaults); the trainer asks every task for this."""
+        return sample(model, self.vocab, num_chars=500, temperature=0.8, seed=seed)
 
     def state_dict(self) -> dict[str, Any]:
         return {"hidden": self._hidden, "hidden_step": self._hidden_step}

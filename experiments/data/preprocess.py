@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from experiments.registry import Registry
+from activations.registry import Registry
 
 PREPROCESSORS: Registry = Registry("preprocess")
 

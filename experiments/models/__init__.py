@@ -14,11 +14,12 @@ from collections.abc import Callable
 from torch import nn
 
 from activations import Activation
-from experiments.registry import Registry
+from activations.registry import Registry
 
 ActivationFactory = Callable[..., Activation]
 
-MODELS: Registry = Registry("model")
+#: the unit factory comes from the activation group, the sizes from the task.
+MODELS: Registry = Registry("model", fixed=("act", "num_outputs", "in_channels"))
 register_model = MODELS.register
 
 
@@ -32,7 +33,6 @@ def build_model(
         act=act,
         num_outputs=num_outputs,
         in_channels=in_channels,
-        fixed=("act", "num_outputs", "in_channels"),
         **options,
     )
 

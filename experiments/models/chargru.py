@@ -1,7 +1,7 @@
 """CharGRU: a character-level GRU language model whose candidate nonlinearity is swappable.
 
 torch.nn.GRU hard-codes tanh, and a plain Python loop over time steps under autograd trains at
-0.5-0.9x its speed (cpu-performance-notes.md). So each layer's recurrence is one
+0.5-0.9x its speed (docs/papers.md §9). So each layer's recurrence is one
 ``torch.autograd.Function`` with a hand-written backward through time: per step it does only the
 recurrent matmul and a few elementwise ops, and the weight gradients of all steps come from one
 large matmul after the loop, which is what lets it keep up with nn.GRU. One implementation serves
@@ -13,7 +13,7 @@ Two cell variants (gates are always sigmoid; ``act`` is the registered candidate
   torch.nn.GRU's cell, written in its operation order so that with tanh it matches nn.GRU.
 - ``charrnn``: n = act(W_n x + b_n + U_n (r * h) + b'_n), h' = h + z * (n - h), i.e.
   z * n + (1 - z) * h: Torch7 char-rnn's model/GRU.lua (reset before the recurrent matmul,
-  update gate weighting the candidate). See references/papers.md §6.
+  update gate weighting the candidate). See docs/papers.md §6.
 
 Both keep nn.GRU's parameter layout: per layer an input projection Linear(in, 3H) and a
 recurrent projection Linear(H, 3H), rows ordered [reset, update, candidate], so the parameter

@@ -1,6 +1,6 @@
 """Network in Network (Lin et al. 2014) as the MPELU authors ran it on CIFAR-10.
 
-Layout from their Caffe prototxts (references/code-anchors.md §1a): three blocks of a spatial conv
+Layout from their Caffe prototxts (docs/papers.md §1a): three blocks of a spatial conv
 and two 1x1 "cccp" convs, a unit after every conv (the class maps too, by default), max pool then
 average pool 3/2 each followed by dropout, and a global average pool instead of FC layers. Caffe
 rounds pooled sizes up, so the pools use ``ceil_mode`` (32 -> 16 -> 8 rather than 15 -> 7).

@@ -1,6 +1,6 @@
 """A deep plain CNN without BatchNorm: our CIFAR adaptation of the MPELU paper's 30-layer net.
 
-The paper's ImageNet net (references/code-anchors.md §1b) is a 7x7/2 stem conv, 4 convs 2x2 at
+The paper's ImageNet net (docs/papers.md §1b) is a 7x7/2 stem conv, 4 convs 2x2 at
 128, 22 convs 2x2 at 256 (max pools between stages), SPP and three FC layers: 27 conv + 3 FC.
 Its 52-layer twin adds convs to the last stage only, so ``depth`` does the same here. For 32x32
 inputs the stem is a 3x3/1 conv, a stage is entered by max pooling (``strides``), 2x2 convs

@@ -16,6 +16,7 @@ import yaml
 
 from experiments.report import timing
 from experiments.report.runs import Run
+from experiments.rundir import RunDir
 
 #: config keys that set the training budget.
 BUDGET_KEYS = ("trainer.max_steps", "trainer.max_epochs", "trainer.max_time_s")
@@ -23,7 +24,7 @@ BUDGET_KEYS = ("trainer.max_steps", "trainer.max_epochs", "trainer.max_time_s")
 
 def budget_overrides(run: Run) -> list[str]:
     """The run's command-line overrides of BUDGET_KEYS (``key=value``), if it saved them."""
-    path = run.path / ".hydra" / "overrides.yaml"
+    path = RunDir(run.path).overrides
     try:
         overrides = yaml.safe_load(path.read_text()) if path.is_file() else []
     except (OSError, yaml.YAMLError):

@@ -16,21 +16,22 @@ from experiments.report.layers import plot_layer_heatmaps
 from experiments.report.pointrange import plot_pointrange
 from experiments.report.runs import ReportError, Run, find_runs
 from experiments.report.settings import report_settings
+from experiments.rundir import CPU_S, EPOCH, SPLIT, STEP, TIME_S, TRAIN_LOSS
 
 log = logging.getLogger(__name__)
 
 #: how each x axis reads in a caption.
 _X_WORDS = {
-    "step": "steps",
-    "epoch": "epochs",
-    "time_s": "training wall-clock seconds (each step at its mean time over seeds)",
-    "cpu_s": (
+    STEP: "steps",
+    EPOCH: "epochs",
+    TIME_S: "training wall-clock seconds (each step at its mean time over seeds)",
+    CPU_S: (
         "training CPU seconds, the time axis contention cannot stretch (each step at its mean "
         "over seeds)"
     ),
 }
 #: figure file stem per x column.
-_STEMS = {"step": "step", "time_s": "time", "cpu_s": "cpu", "epoch": "epoch"}
+_STEMS = {STEP: "step", TIME_S: "time", CPU_S: "cpu", EPOCH: "epoch"}
 
 
 def _expected(
@@ -65,13 +66,13 @@ def _figures(
     found = factors(groups, runs, keys)
     panels = panel_factor(found, len(groups))
     smoothed = f", trailing mean over {smooth} logged points" if smooth > 1 else ""
-    time_axes = ["step", "time_s"] + (["cpu_s"] if timing.equal_time_axis(runs) == "cpu_s" else [])
+    time_axes = [STEP, TIME_S] + ([CPU_S] if timing.equal_time_axis(runs) == CPU_S else [])
     curves = [
         (
             f"train_loss_{_STEMS[axis]}",
             lambda r: r.metrics,
             axis,
-            "train_loss",
+            TRAIN_LOSS,
             "training loss (nats)",
             1.0,
             smooth,
@@ -85,7 +86,7 @@ def _figures(
         curves.append(
             (
                 f"val_{metric}_{x}",
-                lambda r: r.evals[r.evals["split"] == "val"],
+                lambda r: r.evals[r.evals[SPLIT] == "val"],
                 figures.X_AXES[x],
                 metric,
                 ylabel,
@@ -115,7 +116,7 @@ def _figures(
         )
         made.append(figures.Figure(out / name, caption))
     shown = ["final_train_loss"]
-    if metric and any(r.evals["split"].eq("test").any() for r in runs):
+    if metric and any(r.evals[SPLIT].eq("test").any() for r in runs):
         shown.append("final_test")
     stem = plot_pointrange(groups, shown, metric, comparisons, out)
     made.append(
@@ -181,7 +182,7 @@ def write_report(
         raise ReportError("no study directory given")
     runs, skipped = find_runs(sources)
     log.info("read %d run(s):\n%s", len(runs), "\n".join(f"  {r.path} ({r.status})" for r in runs))
-    if x == "cpu" and timing.equal_time_axis(runs) != "cpu_s":
+    if x == "cpu" and timing.equal_time_axis(runs) != CPU_S:
         lacking = next(r for r in runs if not timing.has_cpu_time(r))
         raise ReportError(f"--x cpu: {lacking.path} logged no CPU time (made before cpu_s was)")
     groups, keys = group_runs(runs)

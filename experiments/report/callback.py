@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments.report.runs import ReportError
 from experiments.report.settings import enabled, from_config
-from experiments.rundir import atomic_write_text
+from experiments.rundir import RunDir, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def job_list(sweep_dir: Path, sweep_id: str) -> list[Path]:
     entries = [e for e in folder.glob("*") if e.name.isdigit()] if folder.is_dir() else []
     entries.sort(key=lambda e: int(e.name))
     dirs = [sweep_dir / e.read_text().strip() for e in entries]
-    return [d for d in dict.fromkeys(dirs) if (d / "summary.json").is_file()]
+    return [d for d in dict.fromkeys(dirs) if RunDir(d).summary.is_file()]
 
 
 class ReportCallback(Callback):

@@ -55,6 +55,7 @@ from experiments.report import formatting, significance, timing
 from experiments.report.groups import Group, select
 from experiments.report.runs import ReportError, Run
 from experiments.report.stats import DIAGNOSTIC_STATS, converged, diagnostic_stats, run_stats
+from experiments.rundir import CPU_S, STEP, TIME_S, TRAIN_LOSS
 
 #: order-claim metrics -> the per-run value they compare (all lower-is-better).
 ORDER_METRICS = (
@@ -158,9 +159,9 @@ def parse_claims(raw: Any) -> list[Claim]:
 
 
 def _interpolated(run: Run, x: str, at: float) -> float:
-    frame = run.metrics[[x, "train_loss"]].astype(float)
+    frame = run.metrics[[x, TRAIN_LOSS]].astype(float)
     frame = frame[np.isfinite(frame).all(axis=1)]
-    return float(np.interp(at, frame[x], frame["train_loss"])) if len(frame) else float("nan")
+    return float(np.interp(at, frame[x], frame[TRAIN_LOSS])) if len(frame) else float("nan")
 
 
 def _order_values(claim: Claim, groups: list[Group]) -> tuple[list[np.ndarray], str, list[str]]:
@@ -168,18 +169,18 @@ def _order_values(claim: Claim, groups: list[Group]) -> tuple[list[np.ndarray], 
     runs = [g.completed for g in groups]
     if claim.metric in ("train_loss_at_time", "train_loss_at_step"):
         flat = [r for rs in runs for r in rs]
-        x = timing.equal_time_axis(flat) if claim.metric == "train_loss_at_time" else "step"
+        x = timing.equal_time_axis(flat) if claim.metric == "train_loss_at_time" else STEP
         at = min(float(r.metrics[x].max()) for r in flat)
         notes = []
-        if x == "step":
+        if x == STEP:
             where = f" at step {at:.4g}"
         else:
             where = f" at {timing.AXES[x]} {at:.4g} s"
-            if x == "time_s":
+            if x == TIME_S:
                 notes.append("wall time: some runs logged no CPU time (made before it was)")
             contention = timing.contention_note(flat)
             if contention:
-                notes.append(contention + (" (CPU time used)" if x == "cpu_s" else ""))
+                notes.append(contention + (" (CPU time used)" if x == CPU_S else ""))
         return [np.array([_interpolated(r, x, at) for r in rs]) for rs in runs], where, notes
     if claim.metric in DIAGNOSTIC_STATS:
         values = [np.array([diagnostic_stats(r)[claim.metric] for r in rs]) for rs in runs]
@@ -189,7 +190,7 @@ def _order_values(claim: Claim, groups: list[Group]) -> tuple[list[np.ndarray], 
 
 def _short(runs: list[Run]) -> list[Run]:
     """Runs that logged fewer than MIN_ROWS finite training losses."""
-    return [r for r in runs if int(r.metrics["train_loss"].astype(float).notna().sum()) < MIN_ROWS]
+    return [r for r in runs if int(r.metrics[TRAIN_LOSS].astype(float).notna().sum()) < MIN_ROWS]
 
 
 def _too_short(runs: list[Run]) -> str:

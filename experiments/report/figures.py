@@ -15,24 +15,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib import ticker
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
 
 from experiments.report import style
 from experiments.report.factors import Factor
 from experiments.report.groups import Group
 from experiments.report.runs import ReportError, Run
+from experiments.rundir import CPU_S, EPOCH, LAYER, MEASURE, STEP, TIME_S, VALUE
 
 #: the --x choices and the column each one reads.
-X_AXES = {"step": "step", "time": "time_s", "cpu": "cpu_s", "epoch": "epoch"}
+X_AXES = {"step": STEP, "time": TIME_S, "cpu": CPU_S, "epoch": EPOCH}
 _X_LABELS = {
-    "step": "step",
-    "time_s": "training wall time (s)",
-    "cpu_s": "training CPU time (s)",
-    "epoch": "epoch",
+    STEP: "step",
+    TIME_S: "training wall time (s)",
+    CPU_S: "training CPU time (s)",
+    EPOCH: "epoch",
 }
 DIAG_NAMES = {
     "zero_fraction": "fraction of zero outputs",
@@ -55,7 +57,7 @@ class Figure:
 
 def _run_curve(frame: pd.DataFrame, x: str, y: str, smooth: int) -> pd.DataFrame:
     """Finite (step, x, y) rows of one run, y smoothed by a trailing mean over ``smooth`` rows."""
-    columns = list(dict.fromkeys(["step", x, y]))
+    columns = list(dict.fromkeys([STEP, x, y]))
     curve = frame[columns].astype(float)
     curve = curve[np.isfinite(curve).all(axis=1)].reset_index(drop=True)
     if smooth > 1:
@@ -71,9 +73,9 @@ def aggregate(curves: list[pd.DataFrame], x: str, y: str) -> pd.DataFrame:
     so every run counts along the whole curve instead of only where all times overlap.
     """
     stacked = pd.concat(curves, ignore_index=True)
-    by_step = stacked.groupby("step")
+    by_step = stacked.groupby(STEP)
     out = by_step[y].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
-    out[x] = out.index if x == "step" else by_step[x].mean()
+    out[x] = out.index if x == STEP else by_step[x].mean()
     return out.reset_index(drop=True)
 
 
@@ -122,7 +124,7 @@ class _Drawn:
 
 
 def _draw_means(
-    ax: plt.Axes,
+    ax: Axes,
     groups: list[Group],
     frame_of: Callable[[Run], pd.DataFrame],
     x: str,
@@ -158,7 +160,7 @@ def _draw_means(
 
 
 def _draw_loose(
-    ax: plt.Axes, drawn: _Drawn, x: str, y: str, scale: float, limits: tuple[float, float] | None
+    ax: Axes, drawn: _Drawn, x: str, y: str, scale: float, limits: tuple[float, float] | None
 ) -> None:
     """Every unfinished or diverged run on its own: thin line, then its end mark. A run that
     diverged at its first logged row (no finite point) still gets its x, on the top edge."""
@@ -192,6 +194,7 @@ def _draw_loose(
             )
 
 
+@style.styled
 def plot_curves(
     groups: list[Group],
     frame_of: Callable[[Run], pd.DataFrame],
@@ -203,18 +206,17 @@ def plot_curves(
     smooth: int = 1,
     logy: bool = False,
     panels: Factor | None = None,
-) -> plt.Figure:
+) -> MplFigure:
     """y against x for every group: one panel, legend ordered by final mean (best first); or,
     with ``panels``, one panel per level of that factor sharing both axes and one legend.
 
     Returned unsaved (``style.save`` writes it) so that callers can inspect what was drawn.
     """
-    style.apply()
     levels = list(panels.levels) if panels else [None]
     ncols = len(levels) if len(levels) <= 5 else 4
     nrows = -(-len(levels) // ncols)
     size = (style.COLUMN_WIDTH, _HEIGHT) if not panels else (7.0, 1.8 * nrows + 0.4)
-    fig, axes = plt.subplots(nrows, ncols, figsize=size, sharex=True, sharey=True, squeeze=False)
+    fig, axes = style.subplots(nrows, ncols, figsize=size, sharex=True, sharey=True, squeeze=False)
     flat = list(axes.flat)
     drawn = []
     for ax, level in zip(flat, levels, strict=False):
@@ -282,8 +284,8 @@ def _panel_legend(
 
 def _layer_profile(frame: pd.DataFrame) -> np.ndarray:
     """Values per layer in forward order (numeric layer ids sorted, names as logged)."""
-    numeric = pd.api.types.is_numeric_dtype(frame["layer"])
-    return frame.groupby("layer", sort=numeric)["value"].mean().to_numpy(dtype=float)
+    numeric = pd.api.types.is_numeric_dtype(frame[LAYER])
+    return frame.groupby(LAYER, sort=numeric)[VALUE].mean().to_numpy(dtype=float)
 
 
 def depth_profile(group: Group, metric: str, step: int) -> np.ndarray | None:
@@ -297,7 +299,7 @@ def depth_profile(group: Group, metric: str, step: int) -> np.ndarray | None:
         d = run.diagnostics
         if d is None:
             continue
-        rows = d[(d["metric"] == metric) & (d["step"] == step)]
+        rows = d[(d[MEASURE] == metric) & (d[STEP] == step)]
         if len(rows):
             profiles.append(_layer_profile(rows))
     if not profiles:
@@ -313,11 +315,12 @@ def diagnostic_steps(groups: list[Group]) -> list[int]:
         for g in groups
         for r in g.runs
         if r.diagnostics is not None
-        for s in r.diagnostics["step"].unique()
+        for s in r.diagnostics[STEP].unique()
     }
     return sorted(steps)
 
 
+@style.styled
 def plot_diagnostics(
     groups: list[Group], steps: list[int], out: Path, panels: Factor | None = None
 ) -> list[Figure]:
@@ -328,14 +331,13 @@ def plot_diagnostics(
     if missing:
         raise ReportError(f"no diagnostics at step {missing[0]}; logged steps: {logged}")
     frames = [r.diagnostics for g in groups for r in g.runs if r.diagnostics is not None]
-    metrics = list(pd.unique(pd.concat(frames)["metric"]))
+    metrics = list(pd.unique(pd.concat(frames)[MEASURE]))
     levels = list(panels.levels) if panels else [None]
     figures = []
     for metric in metrics:
-        style.apply()
         size = (style.COLUMN_WIDTH, _HEIGHT) if not panels else (7.0, 0.6 + 1.6 * len(steps))
         nrows, ncols = (len(steps), len(levels)) if panels else (1, len(steps))
-        fig, axes = plt.subplots(
+        fig, axes = style.subplots(
             nrows,
             ncols,
             figsize=size,
@@ -380,9 +382,7 @@ def plot_diagnostics(
     return figures
 
 
-def _draw_profiles(
-    ax: plt.Axes, groups: list[Group], metric: str, step: int, *, solid: bool
-) -> bool:
+def _draw_profiles(ax: Axes, groups: list[Group], metric: str, step: int, *, solid: bool) -> bool:
     """Each group's mean ± std profile over depth; True when every value drawn is positive.
     ``solid``: every line solid (in a panel of small multiples the panel is the variant)."""
     positive = True
@@ -401,10 +401,10 @@ def _draw_profiles(
     return positive
 
 
-def _legend_below(owner: plt.Axes | plt.Figure, handles: list, labels: list) -> None:
+def _legend_below(owner: Axes | MplFigure, handles: list, labels: list) -> None:
     """Never on top of a curve: under a single plot in two columns (readable at column
     width), above a figure of panels in one row."""
-    if isinstance(owner, plt.Axes):
+    if isinstance(owner, Axes):
         owner.legend(
             handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False
         )
@@ -420,7 +420,7 @@ def _legend_below(owner: plt.Axes | plt.Figure, handles: list, labels: list) -> 
     )
 
 
-def _wide_range(axes: Iterable[plt.Axes]) -> bool:
+def _wide_range(axes: Iterable[Axes]) -> bool:
     """More than two decades between the smallest and largest plotted value."""
     values = np.concatenate(
         [np.asarray(line.get_ydata(), float) for ax in axes for line in ax.get_lines()]

@@ -14,7 +14,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 
 from experiments.report import style
@@ -57,20 +57,20 @@ def relative_loss(group: Group) -> float:
     return float(np.mean(ratios)) if ratios else math.nan
 
 
+@style.styled
 def plot_grid(
     groups: list[Group], rows: Factor, cols: Factor, expected: dict[str, str], out: Path
 ) -> Path:
     """The grid figure at ``out``/outcome_grid; ``expected`` maps a group label to the
     outcome the paper (preset claims or published values) gives it."""
-    style.apply()
     cells = {(rows.level_of(g), cols.level_of(g)): g for g in groups}
     known = any(math.isfinite(chance_loss(r)) for g in groups for r in g.runs)
     values = np.full((len(rows.levels), len(cols.levels)), np.nan)
     for (r, c), g in cells.items():
         values[rows.levels.index(r), cols.levels.index(c)] = relative_loss(g)
     width = min(7.0, 1.0 + 1.05 * len(cols.levels))
-    fig, ax = plt.subplots(figsize=(width, 0.45 + 0.62 * len(rows.levels)))
-    cmap = plt.get_cmap("RdYlGn_r").with_extremes(bad="#d9d9d9")
+    fig, ax = style.subplots(figsize=(width, 0.45 + 0.62 * len(rows.levels)))
+    cmap = matplotlib.colormaps["RdYlGn_r"].with_extremes(bad="#d9d9d9")
     image = ax.imshow(
         np.ma.masked_invalid(values),
         cmap=cmap,

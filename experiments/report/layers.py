@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 
@@ -19,6 +18,7 @@ from experiments.report import style
 from experiments.report.factors import Factor
 from experiments.report.figures import DIAG_NAMES, Figure, depth_profile, diagnostic_steps
 from experiments.report.groups import Group
+from experiments.rundir import MEASURE
 
 #: the diagnostics drawn as heatmaps (others stay profiles only).
 HEATMAP_METRICS = ("zero_fraction", "dead_units", "dead_fraction", "grad_norm")
@@ -49,12 +49,13 @@ def _layout(groups: list[Group], grid: tuple[Factor, Factor] | None) -> list[lis
     ]
 
 
+@style.styled
 def plot_layer_heatmaps(
     groups: list[Group], grid: tuple[Factor, Factor] | None, out: Path
 ) -> list[Figure]:
     steps = diagnostic_steps(groups)
     frames = [r.diagnostics for g in groups for r in g.runs if r.diagnostics is not None]
-    logged = {m for f in frames for m in f["metric"].unique()}
+    logged = {m for f in frames for m in f[MEASURE].unique()}
     made = []
     for metric in (m for m in HEATMAP_METRICS if m in logged):
         maps = {g.label: layer_steps(g, metric, steps) for g in groups}
@@ -68,8 +69,7 @@ def plot_layer_heatmaps(
             norm = Normalize(float(finite.min()), float(finite.max()) or 1.0)
         layout = _layout(groups, grid)
         nrows, ncols = len(layout), len(layout[0])
-        style.apply()
-        fig, axes = plt.subplots(
+        fig, axes = style.subplots(
             nrows,
             ncols,
             figsize=(7.0, 0.5 + 1.35 * nrows),

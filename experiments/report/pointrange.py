@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 from scipy import stats as scipy_stats
@@ -39,6 +38,7 @@ def _tick(group: Group) -> str:
     return group.label + (f" ({', '.join(others)})" if others else "")
 
 
+@style.styled
 def plot_pointrange(
     groups: list[Group],
     stats_shown: Sequence[str],
@@ -47,7 +47,6 @@ def plot_pointrange(
     out: Path,
 ) -> Path:
     """One panel per stat, groups as rows sorted by the first stat's mean (best at the top)."""
-    style.apply()
     values = {
         stat: {g.label: np.array([run_stats(r)[stat] for r in g.completed]) for g in groups}
         for stat in stats_shown
@@ -62,7 +61,7 @@ def plot_pointrange(
     order = sorted(groups, key=rank)
     height = 0.55 + 0.2 * len(groups)
     width = style.COLUMN_WIDTH * (1.6 if len(stats_shown) > 1 else 1.2)
-    fig, axes = plt.subplots(
+    fig, axes = style.subplots(
         1, len(stats_shown), figsize=(width, height), sharey=True, squeeze=False
     )
     rows = np.arange(len(order))[::-1]

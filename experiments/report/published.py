@@ -13,7 +13,7 @@ Schema of ``<name>.yaml`` (``defaults`` fills any key a value leaves out)::
         unit: fraction              # fraction | percent (error metrics only)
         table: "Table 2 (CIFAR-10)" # where in the source
         source: "..."               # what was read
-        tag: MEM                    # READ | SEC | MEM | DER (see references/papers.md)
+        tag: MEM                    # READ | SEC | MEM | DER (see docs/papers.md)
         note: "..."                 # optional
 
 ``where`` keeps a number from being compared with an unlike setup: a CIFAR-10 NIN value is

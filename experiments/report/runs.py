@@ -1,4 +1,5 @@
-"""Reading run directories (the DESIGN.md contract) into tables, trusting only their files.
+"""Reading run directories (experiments.rundir, docs/architecture.md) into tables, trusting only
+their files.
 
 The report never imports the trainer: a run is whatever a directory holding ``summary.json``
 says it is, so reports work on runs copied from a cluster, killed half-way or made by an
@@ -18,19 +19,25 @@ from typing import Any
 
 import pandas as pd
 
-from experiments.rundir import REPLACED
+from experiments.rundir import (
+    DIAGNOSTICS_COLUMNS,
+    EVAL_COLUMNS,
+    LAYER,
+    MEASURE,
+    METRICS_REQUIRED,
+    REPLACED,
+    SPLIT,
+    STATUSES,
+    STEP,
+    SUMMARY,
+    RunDir,
+)
 from experiments.yamldata import YamlDataError, read_yaml_data
 
 log = logging.getLogger(__name__)
 
-#: every status summary.json may carry; only ``completed`` runs enter means and claims.
-STATUSES = ("completed", "diverged", "failed", "interrupted", "running")
 #: the evaluation metrics a task may write to eval.csv (lower is better for both).
 EVAL_METRICS = ("error", "bpc")
-
-_METRICS_COLUMNS = ["step", "epoch", "time_s", "train_loss", "lr"]
-_EVAL_COLUMNS = ["step", "epoch", "time_s", "split", "loss"]
-_DIAG_COLUMNS = ["step", "layer", "metric", "value"]
 
 
 class ReportError(ValueError):
@@ -85,13 +92,13 @@ def flatten_config(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 #: columns holding text; every other contract column must hold numbers.
-_TEXT_COLUMNS = ("split", "layer", "metric")
+_TEXT_COLUMNS = (SPLIT, LAYER, MEASURE)
 
 
-def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     """A contract CSV, or an empty frame with its columns when absent or still empty."""
     if not path.is_file() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=list(columns))
     try:
         frame = pd.read_csv(path, encoding="utf-8")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -110,7 +117,7 @@ def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
                 f"{path}: line {int(bad.index[0]) + 2}: {column}={bad.iloc[0]!r} is not a number"
             )
         frame[column] = numbers
-    return frame.sort_values("step", kind="stable").reset_index(drop=True)
+    return frame.sort_values(STEP, kind="stable").reset_index(drop=True)
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
@@ -133,19 +140,19 @@ def _read_summary(path: Path) -> dict[str, Any]:
 
 def load_run(path: Path) -> Run:
     """Read one run directory; a malformed file raises ReportError naming it."""
-    summary = _read_summary(path / "summary.json")
-    config_path = path / ".hydra" / "config.yaml"
-    if not config_path.is_file():
-        raise ReportError(f"{path}: no .hydra/config.yaml")
-    config, raw = flatten_config(config_path)
-    diag_path = path / "diagnostics.csv"
+    files = RunDir(path)
+    summary = _read_summary(files.summary)
+    if not files.config.is_file():
+        raise ReportError(f"{path}: no {files.config.relative_to(path)}")
+    config, raw = flatten_config(files.config)
+    diag_path = files.diagnostics
     return Run(
         path=path,
         config=config,
         summary=summary,
-        metrics=_read_csv(path / "metrics.csv", _METRICS_COLUMNS),
-        evals=_read_csv(path / "eval.csv", _EVAL_COLUMNS),
-        diagnostics=_read_csv(diag_path, _DIAG_COLUMNS) if diag_path.is_file() else None,
+        metrics=_read_csv(files.metrics, METRICS_REQUIRED),
+        evals=_read_csv(files.eval, EVAL_COLUMNS),
+        diagnostics=_read_csv(diag_path, DIAGNOSTICS_COLUMNS) if diag_path.is_file() else None,
         raw=raw,
     )
 
@@ -164,7 +171,7 @@ def find_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
         {
             s.parent.resolve()
             for root in roots
-            for s in root.rglob("summary.json")
+            for s in root.rglob(SUMMARY)
             if REPLACED not in str(s.relative_to(root))  # runs set aside by resume=false
         },
     )

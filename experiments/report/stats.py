@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from experiments.report.groups import Group
-from experiments.report.runs import STATUSES, Run
+from experiments.report.runs import Run
+from experiments.rundir import LAYER, MEASURE, SPLIT, STATUSES, STEP, TIME_S, TRAIN_LOSS, VALUE
 
 #: the per-run scalars, in table order, with what each one means.
 RUN_STATS: dict[str, str] = {
@@ -34,15 +35,15 @@ def _last(frame: pd.DataFrame, column: str) -> float:
 def run_stats(run: Run) -> dict[str, float]:
     """The RUN_STATS of one run (NaN where the run logged nothing for it)."""
     metric = run.metric
-    val = run.evals[run.evals["split"] == "val"]
-    test = run.evals[run.evals["split"] == "test"]
+    val = run.evals[run.evals[SPLIT] == "val"]
+    test = run.evals[run.evals[SPLIT] == "test"]
     return {
         "final_val": _last(val, metric) if metric else math.nan,
         "best_val": float(val[metric].min()) if metric and len(val) else math.nan,
         "final_test": _last(test, metric) if metric else math.nan,
-        "final_train_loss": _last(run.metrics, "train_loss"),
-        "steps": _last(run.metrics, "step"),
-        "time_s": _last(run.metrics, "time_s"),
+        "final_train_loss": _last(run.metrics, TRAIN_LOSS),
+        "steps": _last(run.metrics, STEP),
+        "time_s": _last(run.metrics, TIME_S),
     }
 
 
@@ -65,14 +66,14 @@ DIAGNOSTIC_STATS: dict[str, str] = {
 
 def _layer_mean(rows: pd.DataFrame, metric: str, absolute: bool = False) -> float:
     """The mean over layers of ``metric`` in ``rows`` (NaN when none was recorded)."""
-    values = rows.loc[rows["metric"] == metric, "value"].astype(float)
+    values = rows.loc[rows[MEASURE] == metric, VALUE].astype(float)
     values = values.abs() if absolute else values
     return float(values.mean()) if len(values) else math.nan
 
 
 def _grad_decades(rows: pd.DataFrame) -> float:
     """log10(first layer's gradient norm / last layer's); NaN without two positive norms."""
-    norms = rows[rows["metric"] == "grad_norm"].sort_values("layer")["value"].astype(float)
+    norms = rows[rows[MEASURE] == "grad_norm"].sort_values(LAYER)[VALUE].astype(float)
     if len(norms) < 2 or not (norms > 0).all():
         return math.nan
     return float(np.log10(norms.iloc[0] / norms.iloc[-1]))
@@ -83,8 +84,8 @@ def diagnostic_stats(run: Run) -> dict[str, float]:
     frame = run.diagnostics
     if frame is None or not len(frame):
         return dict.fromkeys(DIAGNOSTIC_STATS, math.nan)
-    first = frame[frame["step"] == frame["step"].min()]
-    last = frame[frame["step"] == frame["step"].max()]
+    first = frame[frame[STEP] == frame[STEP].min()]
+    last = frame[frame[STEP] == frame[STEP].max()]
     return {
         "final_dead_units": _layer_mean(last, "dead_units"),
         "final_zero_fraction": _layer_mean(last, "zero_fraction"),
@@ -107,7 +108,7 @@ def converged(run: Run) -> bool:
     first logged 3.31, val error 91%), so a falling loss alone does not tell it from a net that
     trained.
     """
-    losses = run.metrics["train_loss"].to_numpy(dtype=float)
+    losses = run.metrics[TRAIN_LOSS].to_numpy(dtype=float)
     losses = losses[np.isfinite(losses)]
     if run.status != "completed" or len(losses) < 2 or not losses[-1] < losses[0]:
         return False

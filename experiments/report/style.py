@@ -1,14 +1,21 @@
-"""One look for every figure: an activation keeps its colour in every plot of the project."""
+"""One look for every figure: an activation keeps its colour in every plot of the project.
+
+Figures are matplotlib ``Figure`` objects made without pyplot, so the report needs no GUI
+backend and never chooses one: importing or running it leaves the caller's backend (a
+notebook's inline one, say) and its rcParams as they were. The look is applied only inside the
+drawing functions (``styled``), and ``save`` passes its resolution explicitly.
+"""
 
 from __future__ import annotations
 
+import functools
 import zlib
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import matplotlib
 import numpy as np
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 #: fixed colours for the units the studies compare; others get a stable hashed colour.
 ACTIVATION_COLORS: dict[str, str] = {
@@ -37,7 +44,7 @@ ACTIVATION_COLORS: dict[str, str] = {
     "noisy_hard_sigmoid": "#e7ba52",
     "noisy_relu": "#6baed6",
 }
-_FALLBACK = plt.get_cmap("tab20").colors
+_FALLBACK = matplotlib.colormaps["tab20"].colors
 
 #: single-column paper width in inches (about 8.5 cm).
 COLUMN_WIDTH = 3.4
@@ -54,34 +61,52 @@ def color_for(name: str) -> str | tuple[float, float, float]:
     return _FALLBACK[zlib.crc32(key.encode()) % len(_FALLBACK)]
 
 
-def apply() -> None:
-    """Fonts and sizes readable at single-column width."""
-    plt.rcParams.update(
-        {
-            "figure.dpi": 150,
-            "savefig.dpi": 200,
-            "savefig.bbox": "tight",
-            "font.size": 8,
-            "axes.titlesize": 8,
-            "axes.labelsize": 8,
-            "legend.fontsize": 6.5,
-            "xtick.labelsize": 7,
-            "ytick.labelsize": 7,
-            "lines.linewidth": 1.2,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-        }
-    )
+#: fonts and sizes readable at single-column width.
+LOOK: dict[str, Any] = {
+    "figure.dpi": 150,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "legend.fontsize": 6.5,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "lines.linewidth": 1.2,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def save(fig: plt.Figure, stem: str) -> list[str]:
+def styled(draw: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: ``draw`` makes its figures under LOOK, restoring the rcParams afterwards."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with matplotlib.rc_context(LOOK):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+def subplots(
+    *args: Any, figsize: tuple[float, float], layout: str | None = None, **kwargs: Any
+) -> tuple[Figure, Any]:
+    """``pyplot.subplots`` without pyplot: a figure of no backend, and its axes."""
+    fig = Figure(figsize=figsize, layout=layout)
+    return fig, fig.subplots(*args, **kwargs)
+
+
+def save(fig: Figure, stem: str) -> list[str]:
     """Write ``stem``.png and ``stem``.pdf; returns the paths."""
     paths = [f"{stem}.png", f"{stem}.pdf"]
     for p in paths:
-        fig.savefig(p)
-    plt.close(fig)
+        fig.savefig(p, dpi=LOOK["savefig.dpi"], bbox_inches=LOOK["savefig.bbox"])
     return paths
 
 

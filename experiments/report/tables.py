@@ -15,8 +15,8 @@ import pandas as pd
 from experiments.report import formatting
 from experiments.report.groups import Group
 from experiments.report.published import Published
-from experiments.report.runs import STATUSES
 from experiments.report.stats import converged, group_frame, runs_frame
+from experiments.rundir import STATUSES
 
 _SHOWN = ("final_val", "best_val", "final_test", "steps", "time_s")
 _TITLES = {

@@ -19,20 +19,21 @@ from __future__ import annotations
 import math
 
 from experiments.report.runs import Run
+from experiments.rundir import CPU_S, TIME_S
 
 #: a run whose CPU time is below this fraction of wall time x threads waited for the CPU.
 CONTENDED_BELOW = 0.75
 #: metrics.csv column -> how the axis reads in text and on a figure.
-AXES = {"cpu_s": "CPU time", "time_s": "wall time"}
+AXES = {CPU_S: "CPU time", TIME_S: "wall time"}
 
 
 def has_cpu_time(run: Run) -> bool:
-    return "cpu_s" in run.metrics.columns and bool(run.metrics["cpu_s"].notna().any())
+    return CPU_S in run.metrics.columns and bool(run.metrics[CPU_S].notna().any())
 
 
 def equal_time_axis(runs: list[Run]) -> str:
     """``cpu_s`` when every run logged CPU time, else ``time_s``."""
-    return "cpu_s" if runs and all(has_cpu_time(r) for r in runs) else "time_s"
+    return CPU_S if runs and all(has_cpu_time(r) for r in runs) else TIME_S
 
 
 def utilisation(run: Run) -> float:
