@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from activations import Activation
+from experiments.modes import in_mode
 from experiments.task import Task
 
 #: diagnostics.csv metric names, as experiments/report/figures.py labels them.
@@ -88,15 +89,9 @@ class _OutputStats:
 @contextlib.contextmanager
 def _isolated(model: nn.Module, device: torch.device) -> Iterator[None]:
     """Eval mode and forked random generators for a block; both restored afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
     cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        model.eval()
-        try:
-            yield
-        finally:
-            for module, training in modes:
-                module.training = training
+    with torch.random.fork_rng(devices=cuda), in_mode(model, training=False):
+        yield
 
 
 def measure(model: nn.Module, loss_of: Callable[[nn.Module], torch.Tensor]) -> list[Row]:

@@ -26,6 +26,7 @@ from torch import nn
 
 from activations import Activation, activation_parameters
 from activations.registry import Registry
+from experiments.modes import in_mode
 
 #: the model comes from the trainer, and LSUV's input batches from the task.
 INITS: Registry = Registry("init", fixed=("model", "batches"))
@@ -183,9 +184,7 @@ def lsuv(
         raise ValueError(f"lsuv needs tol > 0 and max_iter >= 1; got tol={tol!r}, {max_iter=!r}")
     _init_weight_layers(model, lambda weight, unit: nn.init.orthogonal_(weight), keep_fixed=False)
     draws = itertools.count()
-    was_training = model.training
-    model.train()
-    try:
+    with in_mode(model, training=True):
         for index, (layer, _) in enumerate(model.weight_layers()):
             variance = _output_variance(model, layer, batches(next(draws)))
             for _ in range(max_iter):
@@ -199,8 +198,6 @@ def lsuv(
                 with torch.no_grad():
                     layer.weight.div_(math.sqrt(variance))
                 variance = _output_variance(model, layer, batches(next(draws)))
-    finally:
-        model.train(was_training)
 
 
 def _output_variance(model: nn.Module, layer: nn.Module, batch: torch.Tensor) -> float | None:

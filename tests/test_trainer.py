@@ -22,6 +22,7 @@ import experiments.trainer
 from experiments import checkpoint
 from experiments.components import build, planned_steps
 from experiments.config import ConfigError, describe_error, validate
+from experiments.modes import in_mode
 from experiments.optim import build_schedule
 from experiments.rundir import RunDir, RunDirError, read_csv, truncate_csv
 from experiments.stopping import Interrupted
@@ -556,3 +557,17 @@ def test_diagnostics_resume_equals_an_unbroken_run(tiny_config, tmp_path, monkey
     cut, unbroken = RunDir(tmp_path / "cut"), RunDir(tmp_path / "unbroken")
     assert _rows(cut.diagnostics) == _rows(unbroken.diagnostics)
     assert sorted({int(r["step"]) for r in read_csv(cut.diagnostics)}) == [0, 2, 4, 6]
+
+
+def test_in_mode_puts_back_each_modules_own_flag_even_after_an_error():
+    """A mixed model (a frozen BatchNorm in eval inside a training net) comes back mixed:
+    ``model.train(was_training)`` would have switched the BatchNorm to training."""
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    model[1].eval()
+    with in_mode(model, training=False):
+        assert not any(m.training for m in model.modules())
+    assert (model.training, model[0].training, model[1].training) == (True, True, False)
+    with pytest.raises(RuntimeError), in_mode(model, training=True):
+        assert model[1].training
+        raise RuntimeError("inside the block")
+    assert (model.training, model[0].training, model[1].training) == (True, True, False)

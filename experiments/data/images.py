@@ -19,6 +19,7 @@ from torch import nn
 
 from experiments.data.augment import apply_crop_flip, centre_crop, draw_crop_flip
 from experiments.data.preprocess import build_preprocess
+from experiments.modes import in_mode
 
 #: pixels of zero padding before the random crop back to full size (the standard CIFAR recipe).
 CROP_PAD = 4
@@ -201,9 +202,7 @@ class ImageTask:
         augmentation; every module's own train/eval flag is restored afterwards."""
         if split not in ("val", "test"):
             raise ValueError(f"unknown split {split!r}; choose from: val, test")
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
+        with in_mode(model, training=False):
             x_all, y_all = self.splits[split]
             loss = torch.zeros((), dtype=torch.float64, device=self.device)
             wrong = torch.zeros((), dtype=torch.int64, device=self.device)
@@ -213,9 +212,6 @@ class ImageTask:
                 logits = model(self.preprocess.batch(self._eval_view(x)))
                 loss += F.cross_entropy(logits.float(), y, reduction="sum")
                 wrong += (logits.argmax(1) != y).sum()
-        finally:
-            for m, training in modes:
-                m.training = training
         n = len(y_all)
         return {"loss": loss.item() / n, "error": wrong.item() / n}
 

@@ -46,7 +46,6 @@ import os
 import posixpath
 import re
 import tarfile
-import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -58,6 +57,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from experiments.data import register_dataset
+from experiments.modes import in_mode
+from experiments.rundir import atomic_write
 
 #: The system's Linux uapi headers (the linux/ directory of the system include path).
 SYSTEM_HEADERS = Path("/usr/include/linux")
@@ -266,8 +267,12 @@ def build_corpus(
         "sha256": hashlib.sha256(text).hexdigest(),
     }
     cache.mkdir(parents=True, exist_ok=True)
-    _write_atomic(cache / CORPUS_FILE, text)  # the manifest last: it marks the cache complete
-    _write_atomic(cache / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
+    # via a temporary file and a rename, so concurrent builders never see half a file; the
+    # manifest last: it marks the cache complete
+    atomic_write(cache / CORPUS_FILE, lambda f: f.write(text))
+    atomic_write(
+        cache / MANIFEST_FILE, lambda f: f.write((json.dumps(manifest, indent=2) + "\n").encode())
+    )
     return Corpus(text, manifest, cache)
 
 
@@ -293,19 +298,6 @@ def _load_cache(cache: Path) -> Corpus:
             f"{manifest.get('sha256')}; delete the directory to rebuild it"
         )
     return Corpus(text, manifest, cache)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so concurrent builders never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the cache from other users
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ByteVocab:
@@ -355,9 +347,7 @@ def sample(
         raise ValueError("prime='' is not allowed: sampling needs at least one character")
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
+    with in_mode(model, training=False):
         logits, hidden = model(vocab.encode(prime.encode()).to(device).view(-1, 1), None)
         drawn: list[int] = []
         for _ in range(num_chars):
@@ -366,8 +356,6 @@ def sample(
             nxt = torch.multinomial(torch.softmax(scores, dim=0), 1, generator=generator)
             drawn.append(int(nxt))
             logits, hidden = model(nxt.view(1, 1), hidden)
-    finally:
-        model.train(was_training)
     return prime + vocab.decode(drawn)
 
 
@@ -494,9 +482,7 @@ class TextTask:
         if split not in self._eval:
             raise ValueError(f"unknown split {split!r}; choose from: {', '.join(self._eval)}")
         inputs, targets = self._eval[split]
-        was_training = model.training
-        model.eval()
-        try:
+        with in_mode(model, training=False):
             hidden, total = None, 0.0
             for start in range(0, inputs.shape[0], self.seq_len):
                 logits, hidden = model(inputs[start : start + self.seq_len], hidden)
@@ -504,8 +490,6 @@ class TextTask:
                 total += F.cross_entropy(
                     logits.flatten(0, 1), chunk.flatten(), reduction="sum"
                 ).item()
-        finally:
-            model.train(was_training)
         nats = total / targets.numel()
         return {"loss": nats, "bpc": nats / math.log(2)}
 
