@@ -113,6 +113,7 @@ def test_taylor_counts_fan_in_by_default():
         ("mpelu", {"alpha": 0.25, "beta": 2.0}, "taylor", 0.5),  # alpha * beta, not alpha
         ("prelu", {"init": 0.5}, "he_fan_in", 0.5),
         ("rrelu", {"lower": 3.0, "upper": 8.0}, "he_fan_in", 2 / 11),  # its evaluation slope
+        ("identity", {}, "he_fan_in", 1.0),  # a = 1: gain 1, the linear layer's
     ],
 )
 def test_inits_take_the_slope_of_the_library_unit(name, params, init, slope):
@@ -267,6 +268,19 @@ def test_deep_plain_relu_net_under_he_keeps_its_signal_where_xavier_loses_it():
     initialize(model, "xavier")  # gain 1 for ReLU halves the power every layer
     convs = [out.std().item() for out in layer_outputs(model, x)][:27]
     assert convs[-1] < 1e-2 * convs[0]
+
+
+def test_deep_identity_net_under_he_keeps_its_signal():
+    """A linear net under He (gain 1 from a = 1) neither blows up nor fades over 30 layers; with
+    ReLU's gain sqrt(2) the variance would double at every layer."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 32, 32)
+    model = build_model(
+        "plainnet", functools.partial(activations.build, "identity"), num_outputs=10, in_channels=3
+    )
+    initialize(model, "he_fan_in")
+    stds = [out.std().item() for out in layer_outputs(model, x)]
+    assert all(0.1 < s < 10 for s in stds), stds
 
 
 def test_unknown_names_and_options_list_the_choices():
