@@ -279,7 +279,7 @@ INTENDED |= {
         },
     ),
     "depth_saturation_fmnist_cpu": Intent(
-        (*INTENDED["depth_saturation"].axes[:-1], seeds(1, 2)),
+        (*INTENDED["depth_saturation"].axes[:-1], seeds(1, 2, 3)),
         {
             **INTENDED["depth_saturation"].fixed,
             "dataset.name": "fashion_mnist",
