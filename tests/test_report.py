@@ -290,6 +290,8 @@ def test_labels_show_only_what_differs_and_ignore_per_run_keys():
     runs = [
         _run({"activation.name": "relu", "seed": 0, "run_name": "a", "dataset.seed": 0}),
         _run({"activation.name": "relu", "seed": 1, "run_name": "b", "dataset.seed": 1}),
+        # redone with trainer.resume=false and another live-curve logger: still a replicate
+        _run({"activation.name": "relu", "seed": 2, "trainer.resume": False, "logger.name": "tb"}),
         _run({"activation.name": "lrelu", "activation.slope": 0.01}),
         _run({"activation.name": "lrelu", "activation.slope": 0.2}),
         _run({"activation.name": "elu", "activation.alpha": 1.0}),
@@ -297,7 +299,7 @@ def test_labels_show_only_what_differs_and_ignore_per_run_keys():
     groups, keys = group_runs(runs)
     assert keys == ["activation.alpha", "activation.name", "activation.slope"]
     assert [g.label for g in groups] == ["elu", "lrelu(slope=0.01)", "lrelu(slope=0.2)", "relu"]
-    assert len(groups[-1].runs) == 2  # the two relu seeds are replicates
+    assert len(groups[-1].runs) == 3  # the three relu seeds are replicates
     assert [g.label for g in select("lrelu", groups)] == ["lrelu(slope=0.01)", "lrelu(slope=0.2)"]
     assert groups[0].color == style.color_for("elu")
     assert groups[1].color == groups[2].color and groups[1].linestyle != groups[2].linestyle

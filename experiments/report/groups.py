@@ -2,8 +2,9 @@
 
 Runs are grouped by every config key whose value differs between runs, except keys that
 differ per run by construction (the seed and anything derived from it, the run name, paths,
-Hydra's own settings, the report settings). What remains is the experimental variable: the
-activation, its parameters, the init, the depth, ...
+Hydra's own settings, the report settings) and the settings that change how a run is kept, not
+what it computes (``trainer.resume``, the live-curve logger). What remains is the experimental
+variable: the activation, its parameters, the init, the depth, ...
 
 Labels name only the *defining* keys: a key whose value follows from the others (LSUV's
 ``init.tol`` from ``init.name=lsuv``, ELU's ``activation.alpha`` from ``activation.name``, a
@@ -39,7 +40,9 @@ from experiments.report import style
 from experiments.report.runs import Run
 
 #: top-level keys that differ per run by construction (or configure the report itself).
-IGNORED_TOP_KEYS = ("seed", "run_name", "paths", "hydra", "report")
+IGNORED_TOP_KEYS = ("seed", "run_name", "paths", "hydra", "report", "logger")
+#: keys that only say how a run is kept: a run redone with trainer.resume=false is a replicate.
+IGNORED_KEYS = ("trainer.resume",)
 _SEED_REF = re.compile(r"\$\{\s*seed\s*\}")
 _LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
@@ -77,7 +80,9 @@ def format_value(value: Any) -> str:
 
 def ignored(key: str, run: Run) -> bool:
     """Keys that differ per run by construction: never a grouping variable."""
-    if key.split(".")[0] in IGNORED_TOP_KEYS or key.rsplit(".", 1)[-1] == "seed":
+    if key in IGNORED_KEYS or key.split(".")[0] in IGNORED_TOP_KEYS:
+        return True
+    if key.rsplit(".", 1)[-1] == "seed":
         return True
     return bool(_SEED_REF.search(str(run.raw.get(key, ""))))
 
