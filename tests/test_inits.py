@@ -255,31 +255,29 @@ def test_lsuv_needs_batches():
         initialize(tiny("nin"), "lsuv")
 
 
-def test_deep_plain_relu_net_under_he_keeps_its_signal_where_xavier_loses_it():
+def _plain30_stds(unit: str, init: str) -> list[float]:
+    """Output std of each of PlainNet-30's layers on one fixed random batch under ``init``."""
     torch.manual_seed(0)
     x = torch.randn(4, 3, 32, 32)
     model = build_model(
-        "plainnet", functools.partial(activations.build, "relu"), num_outputs=10, in_channels=3
+        "plainnet", functools.partial(activations.build, unit), num_outputs=10, in_channels=3
     )
-    initialize(model, "he_fan_in")
-    stds = [out.std().item() for out in layer_outputs(model, x)]
+    initialize(model, init)
+    return [out.std().item() for out in layer_outputs(model, x)]
+
+
+def test_deep_plain_relu_net_under_he_keeps_its_signal_where_xavier_loses_it():
+    stds = _plain30_stds("relu", "he_fan_in")
     assert len(stds) == 30 and all(math.isfinite(s) for s in stds)
     assert all(0.1 < s < 10 for s in stds), stds  # He: every layer's output stays O(1)
-    initialize(model, "xavier")  # gain 1 for ReLU halves the power every layer
-    convs = [out.std().item() for out in layer_outputs(model, x)][:27]
+    convs = _plain30_stds("relu", "xavier")[:27]  # gain 1 for ReLU halves the power every layer
     assert convs[-1] < 1e-2 * convs[0]
 
 
 def test_deep_identity_net_under_he_keeps_its_signal():
     """A linear net under He (gain 1 from a = 1) neither blows up nor fades over 30 layers; with
     ReLU's gain sqrt(2) the variance would double at every layer."""
-    torch.manual_seed(0)
-    x = torch.randn(4, 3, 32, 32)
-    model = build_model(
-        "plainnet", functools.partial(activations.build, "identity"), num_outputs=10, in_channels=3
-    )
-    initialize(model, "he_fan_in")
-    stds = [out.std().item() for out in layer_outputs(model, x)]
+    stds = _plain30_stds("identity", "he_fan_in")
     assert all(0.1 < s < 10 for s in stds), stds
 
 
