@@ -95,7 +95,8 @@ def run(
             and previous["status"] in FINAL_STATUSES
             and not _extends(previous, cfg)
         ):
-            more = "raise trainer.max_steps to continue it; " * (previous["status"] == "completed")
+            completed = previous["status"] == "completed"
+            more = "raise trainer.max_steps to continue it; " if completed else ""
             log.info(
                 "%s: already %s at step %d; nothing to do (%strainer.resume=false starts over, "
                 "keeping this one aside)",

@@ -80,9 +80,8 @@ def format_value(value: Any) -> str:
 
 def ignored(key: str, run: Run) -> bool:
     """Keys that differ per run by construction: never a grouping variable."""
-    if key in IGNORED_KEYS or key.split(".")[0] in IGNORED_TOP_KEYS:
-        return True
-    if key.rsplit(".", 1)[-1] == "seed":
+    top, last = key.split(".")[0], key.rsplit(".", 1)[-1]
+    if key in IGNORED_KEYS or top in IGNORED_TOP_KEYS or last == "seed":
         return True
     return bool(_SEED_REF.search(str(run.raw.get(key, ""))))
 
