@@ -207,6 +207,29 @@ def test_digits_are_cropped_but_never_flipped(name, flips, small_sets, tmp_path)
         assert torch.equal(x, expected.float() / 255)
 
 
+def test_caffe_crops_of_the_grayscale_images(small_sets, tmp_path):
+    """crop_size on 28-px images: random crop_size windows of the unpadded image to train on,
+    the centre window to evaluate (nin_units_fmnist_cpu's 24-px crops)."""
+    write_idx_set(tmp_path / "files")
+    common = {"root": str(tmp_path / "files"), "preprocess": "none", "crop_size": 24}
+    task = build("fashion_mnist", tmp_path / "data", **common)
+    x, _ = task.train_batch(0)
+    assert x.shape[1:] == (1, 24, 24)
+    idx = task._permutation(0)[: task.batch_size]
+    images = task.splits["train"][0][idx].float() / 255
+    windows = {(t, left) for t in range(5) for left in range(5)}
+    for i in range(len(x)):  # each a 24x24 window of its own image, maybe mirrored
+        found = {
+            (t, left)
+            for t, left in windows
+            for view in (x[i], x[i].flip(-1))
+            if torch.equal(view, images[i, :, t : t + 24, left : left + 24])
+        }
+        assert found, f"image {i} is no 24x24 window of its source"
+    still = build("fashion_mnist", tmp_path / "data", **common, augment=False)
+    assert torch.equal(still.train_batch(0)[0], images[:, :, 2:26, 2:26])
+
+
 @pytest.mark.parametrize("model", ["nin", "plainnet"])
 def test_image_models_take_one_channel_28px(model):
     options = {

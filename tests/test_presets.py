@@ -227,6 +227,14 @@ INTENDED: dict[str, Intent] = {
         (axis("activation.name", "relu", "crelu"), seeds(1, 2, 3)),
         {"model.name": "nin", "model.equal_params": True, "dataset.name": "cifar10"},
     ),
+    "nin_units": Intent(
+        (
+            (*XU_UNITS, PRELU, ELU, MPELU_NIN, MPELU_NIN_GAUSS),
+            axis("model.final_activation", True, False),  # the unit on the class maps or not
+            seeds(1, 2, 3),
+        ),
+        {**NIN_CAFFE, "dataset.name": "cifar10", "dataset.augment": True},
+    ),
     "depth_saturation": Intent(
         (
             axis("activation.name", "sigmoid", "tanh", "relu", "elu", "identity"),
@@ -286,6 +294,29 @@ INTENDED |= {
             "model.widths": [16, 32, 64],
             "trainer.max_steps": 1500,
             "trainer.diagnostics.every": 500,
+        },
+    ),
+    "plain30_init_fmnist_cpu": Intent(
+        (*INTENDED["plain30_init"].axes[:-1], seeds(1, 2)),
+        {
+            **INTENDED["plain30_init"].fixed,
+            "dataset.name": "fashion_mnist",
+            "model.widths": [16, 32, 64],
+            "model.fc_widths": [64, 64],
+            "trainer.max_steps": 1500,
+        },
+    ),
+    "nin_units_fmnist_cpu": Intent(
+        (*INTENDED["nin_units"].axes[:-1], seeds(1, 2, 3)),
+        {
+            **INTENDED["nin_units"].fixed,
+            "dataset.name": "fashion_mnist",
+            "dataset.crop_size": 24,  # 4 px under the image side, as 28 of CIFAR's 32
+            "model.widths": [32, 32, 16, 32, 32, 32, 32, 32],
+            "init.std": 0.12,
+            "optimizer.lr": 0.03,
+            "trainer.max_steps": 2000,
+            "schedule.milestones": [1667],
         },
     ),
     "crelu_half_width_cpu": Intent(
@@ -474,7 +505,7 @@ CIFAR_STUDIES = [
 
 @pytest.mark.parametrize("study", CIFAR_STUDIES)
 def test_every_cifar_study_has_a_cpu_variant(study):
-    assert f"{study}_cpu" in PRESETS
+    assert f"{study}_cpu" in PRESETS or f"{study}_fmnist_cpu" in PRESETS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,7 +538,7 @@ def _lr_wd(optimizer: Any, param: Any) -> tuple[float, float]:
     return group["base_lr"], group["weight_decay"]
 
 
-NIN_PRESETS = [p for p in PRESETS if p.startswith(("nin_cifar10_", "nin_cifar100_"))]
+NIN_PRESETS = [p for p in PRESETS if p.startswith(("nin_cifar10_", "nin_cifar100_", "nin_units"))]
 
 
 @pytest.mark.parametrize("preset", NIN_PRESETS)
@@ -558,6 +589,22 @@ def test_plain30_classifier_init_does_not_follow_the_variance_mode(preset):
         assert isinstance(classifier, torch.nn.Linear)
         std = expected[config["activation"]["name"]]
         assert classifier.weight.std().item() == pytest.approx(std, rel=0.1)
+
+
+def test_plain30_fmnist_fcs_pass_what_the_prototxts_fcs_pass():
+    """On 64-wide FCs the prototxts' stds are scaled so each FC's gain, sqrt(fan_in) x std, is
+    Caffe's: fc1 fed by SPP (256 x 85 = 21,760 features), fc2 and fc3 by 4,096."""
+    caffe_fan_in = (256 * 85, 4096, 4096)
+    prototxt = {c["activation"]["name"]: c["model"]["fc_std"] for c in _unit_jobs("plain30_init")}
+    for config in _unit_jobs("plain30_init_fmnist_cpu"):
+        if config["init"]["name"] not in HE_MODES:
+            continue
+        model, _ = _built(config, 10)
+        fcs = [layer for layer, _ in model.weight_layers() if isinstance(layer, torch.nn.Linear)]
+        ours, caffe = config["model"]["fc_std"], prototxt[config["activation"]["name"]]
+        for fc, std, caffe_std, fan_in in zip(fcs, ours, caffe, caffe_fan_in, strict=True):
+            gain = fc.in_features**0.5 * std
+            assert gain == pytest.approx(fan_in**0.5 * caffe_std, rel=2e-3)
 
 
 def test_a_models_tuning_applies_to_its_optimizer_only_and_yields_to_an_explicit_lr():

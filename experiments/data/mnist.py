@@ -157,6 +157,7 @@ def _register(name: str, cls: type[MNIST], flip: bool) -> None:
         preprocess: str = "standardize",
         augment: bool = True,
         flip: bool = flip,
+        crop_size: int | None = None,
         root: str | None = None,
         download: bool = False,
     ) -> ImageTask:
@@ -176,6 +177,7 @@ def _register(name: str, cls: type[MNIST], flip: bool) -> None:
             preprocess=preprocess,
             augment=augment,
             flip=boolean("flip", flip),
+            crop_size=crop_size,
         )
 
 

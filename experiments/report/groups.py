@@ -149,14 +149,17 @@ def defining_keys(runs: list[Run], keys: list[str]) -> list[str]:
     """The differing keys left once every key implied by the rest is dropped (see above).
 
     Names (``activation.name``, ``init.name``, ...) are never dropped. Other keys are tried
-    least telling first: keys some runs lack, then list or dict values, then scalars, so that
-    of two keys that move together the scalar one names the groups.
+    least telling first: settings outside the unit before the unit's own parameters (two
+    MPELUs read ``mpelu(alpha=1)``, not by the weight decay their files also set), then keys
+    some runs lack, then list or dict values, then scalars, so that of two keys that move
+    together the scalar one names the groups.
     """
     total = _n_buckets(runs, keys)
 
-    def telling(key: str) -> tuple[bool, bool, str]:
+    def telling(key: str) -> tuple[bool, bool, bool, str]:
         values = [r.config.get(key, ABSENT) for r in runs]
         return (
+            key.startswith("activation."),
             all(v is not ABSENT for v in values),
             not any(isinstance(v, list | dict) for v in values),
             key,
