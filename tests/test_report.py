@@ -326,6 +326,27 @@ def test_other_keys_become_tokens_and_references_select_by_tokens():
     assert len(select("relu", groups)) == 2 and select("tanh", groups) == []
 
 
+def test_a_units_own_parameter_names_it_before_the_optimizer_settings_its_file_sets():
+    """nin_units: two MPELU files differ in alpha and in the decay on alpha/beta, two PReLU
+    files in the clip and the decay; the unit's own parameter names each pair."""
+    decay = "optimizer.act_weight_decay_mult"
+    units = [
+        {"activation.name": "relu", decay: 1},
+        {"activation.name": "mpelu", "activation.alpha": 0.25, decay: 5},
+        {"activation.name": "mpelu", "activation.alpha": 1.0, decay: 0},
+        {"activation.name": "prelu", "activation.clip": False, decay: 1},
+        {"activation.name": "prelu", "activation.clip": True, decay: 0},
+    ]
+    groups, _ = group_runs([_run(u) for u in units])
+    assert [g.label for g in groups] == [
+        "mpelu(alpha=0.25)",
+        "mpelu(alpha=1)",
+        "prelu(clip=false)",
+        "prelu(clip=true)",
+        "relu",
+    ]
+
+
 def test_labels_leave_out_keys_implied_by_the_others():
     """plain30_init's sweep: LSUV's tol and Taylor's mode come with the init, ELU's alpha and
     MPELU's weight-decay multiplier with the unit; only a key that splits a group is named."""
