@@ -392,3 +392,30 @@ def test_curves_go_log_when_one_group_blew_up(tmp_path):
     fig = figures.plot_curves(calm, lambda r: r.metrics, x="step", y="train_loss", ylabel="l")
     assert fig.axes[0].get_yscale() == "linear"
     plt.close(fig)
+
+
+def test_pointrange_axis_spans_the_values_and_cuts_two_seed_intervals(tmp_path, monkeypatch):
+    """Two seeds 0.5 and 2.5 nats: t's interval runs to about -11 and 14; the axis keeps to
+    the drawn values and the whisker ends at its edges in arrowheads."""
+    from experiments.report import pointrange
+
+    drawn = []
+    monkeypatch.setattr(pointrange.style, "save", lambda fig, stem: drawn.append(fig))
+    for unit, finals in {"elu": (0.95, 1.0), "relu": (0.5, 2.5)}.items():
+        for seed, final in enumerate(finals):
+            config = {"activation": {"name": unit}, "seed": seed}
+            write_run(tmp_path, f"{unit}-s{seed}", config, [3.0, final])
+    runs, _ = find_runs([tmp_path])
+    groups, _ = group_runs(runs)
+    _, low, high = pointrange.interval(np.array([0.5, 2.5]))
+    assert low < -10 and high > 13
+    pointrange.plot_pointrange(groups, ["final_train_loss"], None, [], tmp_path)
+    ax = drawn[0].axes[0]
+    left, right = ax.get_xlim()
+    assert 0.3 < left < 0.5 and 2.5 < right < 2.7
+    lines = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    for line in lines:  # every whisker within the axis
+        assert min(line.get_xdata()) >= left and max(line.get_xdata()) <= right
+    heads = [line.get_marker() for line in ax.get_lines() if line.get_marker() in ("<", ">")]
+    assert sorted(heads) == ["<", ">"]  # relu's interval is cut at both ends, elu's is not
+    plt.close(drawn[0])

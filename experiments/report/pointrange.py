@@ -2,13 +2,17 @@
 published value as its own marker, as Xu et al. and Li et al. show test error per unit.
 
 The CI is Student's t over the completed seeds (none for a single seed); runs that diverged
-or did not finish have no final value and are counted in the group's tick label instead.
+or did not finish have no final value and are counted in the group's tick label instead. With
+two seeds t's 97.5% point is 12.7, so an interval can run far past what the stat can be (a
+negative loss, an error of 300%): the axis spans the values drawn (seeds, means, published
+values), not the intervals, and a whisker cut by the axis ends in an arrowhead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.lines import Line2D
@@ -68,6 +72,8 @@ def plot_pointrange(
     published_drawn = False
     for ax, stat in zip(axes[0], stats_shown, strict=True):
         scale = formatting.factor(stat, eval_metric)
+        whiskers: list[tuple[float, float, float, Any]] = []
+        drawn: list[float] = []
         for row, g in zip(rows, order, strict=True):
             seeds = values[stat][g.label] * scale
             if not len(seeds):
@@ -75,12 +81,14 @@ def plot_pointrange(
             jitter = np.linspace(-0.18, 0.18, len(seeds)) if len(seeds) > 1 else np.zeros(1)
             ax.plot(seeds, row + jitter, ".", color=g.color, ms=3, alpha=0.6, zorder=2)
             mean, low, high = interval(seeds)
-            ax.plot([low, high], [row, row], color=g.color, lw=1.6, zorder=3)
+            whiskers.append((row, low, high, g.color))
             ax.plot([mean], [row], "o", color=g.color, ms=4.5, mec="black", mew=0.5, zorder=4)
+            drawn.extend([*seeds, mean])
             for c in comparisons:
                 if c.group is g and c.published.stat == stat:
                     value = float(c.published.value) * scale
                     ax.plot([value], [row], "D", mfc="none", mec="black", ms=5, mew=1, zorder=5)
+                    drawn.append(value)
                     published_drawn = True
         unit = formatting.unit(stat, eval_metric) if stat == "final_test" else ""
         label = _LABELS[stat] + (f" {unit}" if unit else "")
@@ -91,6 +99,7 @@ def plot_pointrange(
             label += " (log scale)"
         ax.set_xlabel(label)
         ax.grid(axis="y", visible=False)
+        _draw_whiskers(ax, whiskers, drawn)
     axes[0][0].set_yticks(rows, [_tick(g) for g in order])
     axes[0][0].set_ylim(-0.7, len(order) - 0.3)
     entries = [
@@ -112,3 +121,19 @@ def plot_pointrange(
     stem = out / "final_pointrange"
     style.save(fig, str(stem))
     return stem
+
+
+def _draw_whiskers(ax: Any, whiskers: list[tuple[float, float, float, Any]], drawn: list) -> None:
+    """Fix the x-range to the drawn values (padded), then draw each CI cut to it, with an
+    arrowhead where the axis cuts it."""
+    if not drawn:
+        return
+    ax.autoscale_view()
+    lo, hi = ax.get_xlim()  # the values' range with matplotlib's margins (log-aware)
+    ax.set_xlim(lo, hi)
+    for row, low, high, color in whiskers:
+        ends = max(low, lo), min(high, hi)
+        ax.plot(ends, [row, row], color=color, lw=1.6, zorder=3)
+        for end, cut, marker in ((ends[0], low < lo, "<"), (ends[1], high > hi, ">")):
+            if cut:
+                ax.plot([end], [row], marker, color=color, ms=4, zorder=3, clip_on=False)
