@@ -315,8 +315,8 @@ INTENDED |= {
             "model.widths": [32, 32, 16, 32, 32, 32, 32, 32],
             "init.std": 0.12,
             "optimizer.lr": 0.03,
-            "trainer.max_steps": 2000,
-            "schedule.milestones": [1667],
+            "trainer.max_steps": 1500,
+            "schedule.milestones": [1250],
         },
     ),
     "crelu_half_width_cpu": Intent(
