@@ -347,6 +347,25 @@ def test_a_units_own_parameter_names_it_before_the_optimizer_settings_its_file_s
     ]
 
 
+def test_a_units_own_parameter_is_no_factor_and_shares_no_grid_cell():
+    """nin_units: 9 units (two MPELUs by alpha) x final_activation. The panels split on
+    final_activation, not on alpha (which ReLU lacks, so its runs would be in no panel), and
+    no outcome grid is drawn, since the two MPELUs would share each cell."""
+    from experiments.report.factors import factors, grid_factors, panel_factor
+
+    units = [{"activation.name": n} for n in ("relu", "elu", "tanh", "sigmoid")]
+    units += [{"activation.name": "mpelu", "activation.alpha": a} for a in (0.25, 1.0)]
+    runs = [_run({**u, "model.final_activation": f}) for u in units for f in (True, False)]
+    groups, keys = group_runs(runs)
+    found = factors(groups, runs, keys)
+    assert [f.key for f in found] == ["activation.name", "model.final_activation"]
+    assert panel_factor(found, len(groups)).key == "model.final_activation"
+    assert grid_factors(found, groups) is None
+    alone = [g for g in groups if g.label != "mpelu(alpha=0.25) final_activation=true"]
+    alone = [g for g in alone if g.label != "mpelu(alpha=0.25) final_activation=false"]
+    assert grid_factors(found, alone) is not None
+
+
 def test_labels_leave_out_keys_implied_by_the_others():
     """plain30_init's sweep: LSUV's tol and Taylor's mode come with the init, ELU's alpha and
     MPELU's weight-decay multiplier with the unit; only a key that splits a group is named."""

@@ -126,7 +126,7 @@ def _figures(
             "seed a dot, a published value an open diamond; groups sorted best first",
         )
     )
-    grid = grid_factors(found)
+    grid = grid_factors(found, groups)
     if grid:
         stem = plot_grid(groups, *grid, expected, out)
         made.append(

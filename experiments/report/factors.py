@@ -43,6 +43,8 @@ def factors(groups: list[Group], runs: list[Run], keys: list[str]) -> list[Facto
     chosen = defining_keys(runs, keys) if keys else []
     out = []
     for key in sorted(chosen, key=lambda k: (k != "activation.name", k)):
+        if any(key not in g.settings for g in groups):
+            continue  # a unit's own parameter (MPELU's alpha; ReLU has none): not a factor
         levels = {g.settings[key] for g in groups if key in g.settings}
         ordered = sorted(levels, key=lambda v: natural_key(format_value(v)))
         if len(ordered) > 1:
@@ -59,8 +61,10 @@ def panel_factor(found: list[Factor], n_groups: int) -> Factor | None:
     return min(others or found, key=lambda f: len(f.levels))
 
 
-def grid_factors(found: list[Factor]) -> tuple[Factor, Factor] | None:
-    """(rows, columns) of an outcome grid: exactly two factors, the activation as rows."""
+def grid_factors(found: list[Factor], groups: list[Group]) -> tuple[Factor, Factor] | None:
+    """(rows, columns) of an outcome grid: exactly two factors, the activation as rows, that
+    give every group a cell of its own (two MPELUs would share one)."""
     if len(found) != 2:
         return None
-    return found[0], found[1]
+    cells = {(found[0].level_of(g), found[1].level_of(g)) for g in groups}
+    return (found[0], found[1]) if len(cells) == len(groups) else None
