@@ -128,7 +128,9 @@ def check_same_config(saved: Any, cfg: DictConfig, source: Path) -> None:
     differ = [
         key
         for key in sorted(set(before) | set(now))
-        if not may_change(key) and before.get(key, "<unset>") != now.get(key, "<unset>")
+        if not may_change(key)
+        and before.get(key, "<unset>") != now.get(key, "<unset>")
+        and not (key not in before and now[key] is None)  # an option added since, left off
     ]
     if differ:
         key = _telling(differ, before, now)

@@ -586,3 +586,19 @@ def test_a_stopped_sweep_checkpoints_its_jobs_and_leaves_no_orphans(
         for r in runs:
             summary = json.loads((r / "summary.json").read_text())
             assert summary["status"] == "completed" and len(summary["resumed_at_steps"]) == 1
+
+
+def test_an_option_added_since_a_run_resumes_only_at_its_null_default(tmp_path):
+    """A run made before ``dataset.crop_size`` existed is the same run under ``crop_size:
+    null`` (the behaviour it had), and a different one under ``crop_size: 24``."""
+    from omegaconf import OmegaConf
+
+    from experiments.resume import ResumeRefused, check_same_config
+
+    saved = {"dataset": {"name": "fashion_mnist", "flip": True}}
+    source = tmp_path / "config.yaml"
+    added = {"dataset": {"name": "fashion_mnist", "flip": True, "crop_size": None}}
+    check_same_config(saved, OmegaConf.create(added), source)
+    added["dataset"]["crop_size"] = 24
+    with pytest.raises(ResumeRefused, match=r"dataset.crop_size='<unset>', not 24"):
+        check_same_config(saved, OmegaConf.create(added), source)
