@@ -45,7 +45,7 @@ def factors(groups: list[Group], runs: list[Run], keys: list[str]) -> list[Facto
     for key in sorted(chosen, key=lambda k: (k != "activation.name", k)):
         if any(key not in g.settings for g in groups):
             continue  # a unit's own parameter (MPELU's alpha; ReLU has none): not a factor
-        levels = {g.settings[key] for g in groups if key in g.settings}
+        levels = {g.settings[key] for g in groups}
         ordered = sorted(levels, key=lambda v: natural_key(format_value(v)))
         if len(ordered) > 1:
             out.append(Factor(key, tuple(ordered)))

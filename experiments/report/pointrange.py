@@ -73,7 +73,6 @@ def plot_pointrange(
     for ax, stat in zip(axes[0], stats_shown, strict=True):
         scale = formatting.factor(stat, eval_metric)
         whiskers: list[tuple[float, float, float, Any]] = []
-        drawn: list[float] = []
         for row, g in zip(rows, order, strict=True):
             seeds = values[stat][g.label] * scale
             if not len(seeds):
@@ -83,12 +82,10 @@ def plot_pointrange(
             mean, low, high = interval(seeds)
             whiskers.append((row, low, high, g.color))
             ax.plot([mean], [row], "o", color=g.color, ms=4.5, mec="black", mew=0.5, zorder=4)
-            drawn.extend([*seeds, mean])
             for c in comparisons:
                 if c.group is g and c.published.stat == stat:
                     value = float(c.published.value) * scale
                     ax.plot([value], [row], "D", mfc="none", mec="black", ms=5, mew=1, zorder=5)
-                    drawn.append(value)
                     published_drawn = True
         unit = formatting.unit(stat, eval_metric) if stat == "final_test" else ""
         label = _LABELS[stat] + (f" {unit}" if unit else "")
@@ -99,7 +96,7 @@ def plot_pointrange(
             label += " (log scale)"
         ax.set_xlabel(label)
         ax.grid(axis="y", visible=False)
-        _draw_whiskers(ax, whiskers, drawn)
+        _draw_whiskers(ax, whiskers)
     axes[0][0].set_yticks(rows, [_tick(g) for g in order])
     axes[0][0].set_ylim(-0.7, len(order) - 0.3)
     entries = [
@@ -123,10 +120,10 @@ def plot_pointrange(
     return stem
 
 
-def _draw_whiskers(ax: Any, whiskers: list[tuple[float, float, float, Any]], drawn: list) -> None:
-    """Fix the x-range to the drawn values (padded), then draw each CI cut to it, with an
-    arrowhead where the axis cuts it."""
-    if not drawn:
+def _draw_whiskers(ax: Any, whiskers: list[tuple[float, float, float, Any]]) -> None:
+    """Fix the x-range to the values already drawn (seeds, means, published; padded), then
+    draw each CI cut to it, with an arrowhead where the axis cuts it."""
+    if not whiskers:  # no group has a final value: nothing drawn to fit
         return
     ax.autoscale_view()
     lo, hi = ax.get_xlim()  # the values' range with matplotlib's margins (log-aware)
