@@ -1,7 +1,7 @@
 """actlab's activation library: ``build(name, num_channels=C, channel_dim=1, **params)``.
 
 Importing the package registers every unit; ``names()`` lists them. ``set_backend`` chooses
-how the fused units (rrelu, mpelu, tlu) run (see ``activations.backend``).
+how the fused units (rrelu, mpelu, tlu, elu, prelu) run (see ``activations.backend``).
 """
 
 from activations import channels as _channels  # noqa: F401  (the imports register the units)

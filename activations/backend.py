@@ -1,4 +1,4 @@
-"""One global switch that decides how the fused units (RReLU, MPELU, TLU) run.
+"""One global switch that decides how the fused units (RReLU, MPELU, TLU, ELU, PReLU) run.
 
 Backends:
   ``reference``  each unit's plain-autograd twin (torch.where/exp/tanh; autograd keeps what it

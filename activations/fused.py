@@ -1,11 +1,14 @@
-"""Fast paths for the three units that are slow when written naively: RReLU, MPELU and TLU.
+"""Fast paths for the units that are slow when written naively or in torch's own kernels: RReLU,
+MPELU, TLU, ELU and PReLU.
 
-Written with torch.where/exp/tanh and left to autograd, each costs 5-8x ReLU's forward+backward
-on CPU and keeps several input-sized tensors alive for backward. Here each is an
-``autograd.Function`` that saves one input-sized tensor (the input; for RReLU the per-element
-slope) plus its parameters, computes gradients analytically, and runs its elementwise work as
-a few pure :class:`~activations.backend.Kernel` functions that ``torch.compile`` fuses into one
-loop each (see ``activations.backend`` for the switch).
+Written with torch.where/exp/tanh and left to autograd, RReLU, MPELU and TLU cost 5-8x ReLU's
+forward+backward on CPU and keep several input-sized tensors alive for backward; torch's ELU
+and PReLU (``F.elu``, ``F.prelu``) took 2.6x and 7x ReLU's time on bf16 maps on this CPU. Here
+each is an ``autograd.Function`` that saves one input-sized tensor (the input; for RReLU the
+per-element slope) plus its parameters, computes gradients analytically, and runs its
+elementwise work as a few pure :class:`~activations.backend.Kernel` functions that
+``torch.compile`` fuses into one loop each (see ``activations.backend`` for the switch). ELU is
+MPELU's kernels with alpha fixed and beta = 1.
 
 Choices the measurements forced (docs/papers.md §9 and our bench):
 - Nothing boolean is saved: compiled kernels that stored an ``x <= 0`` mask ran ~20x slower.
@@ -13,9 +16,11 @@ Choices the measurements forced (docs/papers.md §9 and our bench):
   positive input's gradient into NaN.
 - TLU's tanh is computed from ``exp`` (tanh(m) = 1 - 2/(exp(2m)+1) for m <= 0): the compiled
   SLEEF tanh took twice as long as exp.
-- Each kernel uses every intermediate once and the parameter gradients are separate reduction
-  kernels: Inductor writes a reused intermediate (e.g. exp(beta*m) shared by two sums) to a
-  fresh input-sized buffer, which cost more than recomputing it.
+- The input gradient and the parameters' per-channel sums are separate kernels, and MPELU's two
+  sums share one reduction loop (``_mpelu_grad_params``). One kernel for all three outputs
+  looked best on maps that fit in cache, but Inductor then stores the shared exp(beta * m) as an
+  input-sized float32 buffer between a pointwise loop and a reduction loop: on a 12.6M-element
+  bf16 map it took 40 ms against 18 ms for the two kernels (and 32 ms for three; 2 threads).
 
 Per-channel layout: every kernel sees a 3-d view (A, C, B) with the channels in the middle and
 the parameters as (C, 1). Channel-first maps (N, C, H, W) give (N, C, H*W); channels-last data,
@@ -25,6 +30,9 @@ over dims 0 and 2, i.e. over every non-channel dimension, in float32 or wider.
 """
 
 from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
@@ -100,17 +108,13 @@ def _mpelu_grad_input(
 
 
 @kernel
-def _mpelu_grad_alpha(g: torch.Tensor, x: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-    gw, xw = _wide(g, beta), _wide(x, beta)
-    return (gw * (torch.exp(beta * xw.clamp(max=0)) - 1)).sum(dim=(0, 2))
-
-
-@kernel
-def _mpelu_grad_beta(
+def _mpelu_grad_params(
     g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel sums for alpha and beta, both in one reduction loop."""
     gw, m = _wide(g, alpha, beta), _wide(x, alpha, beta).clamp(max=0)
-    return (gw * alpha * m * torch.exp(beta * m)).sum(dim=(0, 2))
+    e = torch.exp(beta * m)
+    return (gw * (e - 1)).sum(dim=(0, 2)), (gw * alpha * m * e).sum(dim=(0, 2))
 
 
 def _one_minus_tanh(m: torch.Tensor) -> torch.Tensor:
@@ -135,6 +139,22 @@ def _tlu_grad_input(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> to
 def _tlu_grad_alpha(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     gw, xw = _wide(g, alpha), _wide(x, alpha)
     return (gw * (1 - _one_minus_tanh(xw.clamp(max=0)))).sum(dim=(0, 2))
+
+
+@kernel
+def _prelu_forward(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    xw = _wide(x, w)
+    return torch.where(xw > 0, xw, w * xw).to(x.dtype)
+
+
+@kernel
+def _prelu_backward(
+    g: torch.Tensor, x: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input gradient and the per-channel sum of g * min(x, 0) for the slope, in one pass."""
+    gw, xw = _wide(g, w), _wide(x, w)
+    gx = torch.where(xw > 0, gw, w * gw).to(g.dtype)
+    return gx, (gw * xw.clamp(max=0)).sum(dim=(0, 2))
 
 
 @kernel
@@ -167,9 +187,47 @@ def random_bits(
     """
     n = x.numel()
     words = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device)
-    raw = words.random_(generator=generator).view(torch.uint8)
+    _fill_random(words, generator)
+    raw = words.view(torch.uint8)
     strides = torch.empty_like(x, dtype=torch.uint8).stride()  # x's memory format
     return raw.as_strided(x.shape, strides, 0), raw.as_strided(x.shape, strides, n)
+
+
+#: words per independently seeded chunk of a large CPU draw (see ``_fill_random``)
+DRAW_CHUNK = 1 << 20
+
+
+@functools.cache
+def _draw_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="actlab-draw")
+
+
+def _fill_random(words: torch.Tensor, generator: torch.Generator | None) -> None:
+    """``words.random_()``, split on the CPU across torch's threads.
+
+    torch's CPU generator draws one word at a time under a lock: 8 ms for RReLU's draws on a
+    6.3M-element map, a whole ReLU forward+backward, however many cores there are. A draw of
+    more than ``DRAW_CHUNK`` words is cut into chunks of that size, each filled from its own
+    generator seeded by one draw from ``generator``, and the chunks run on a thread pool (the
+    draw releases the GIL). The chunks depend only on the size, so a seed gives the same bits
+    with any thread count.
+    """
+    n = words.numel()
+    if words.device.type != "cpu" or n <= DRAW_CHUNK:
+        words.random_(generator=generator)
+        return
+    chunks = words.split(DRAW_CHUNK)
+    seeds = torch.randint(2**62, (len(chunks),), generator=generator).tolist()
+
+    def fill(chunk: torch.Tensor, seed: int) -> None:
+        chunk.random_(generator=torch.Generator().manual_seed(seed))
+
+    workers = min(torch.get_num_threads(), len(chunks))
+    if workers == 1:
+        for chunk, seed in zip(chunks, seeds, strict=True):
+            fill(chunk, seed)
+        return
+    list(_draw_pool(workers).map(fill, chunks, seeds))
 
 
 def keep_draws_out_of_compiled_graphs() -> None:
@@ -185,6 +243,14 @@ def keep_draws_out_of_compiled_graphs() -> None:
     if not getattr(random_bits, "_actlab_uncompiled", False):
         random_bits = torch.compiler.disable(random_bits)
         random_bits._actlab_uncompiled = True  # type: ignore[attr-defined]
+
+
+@kernel
+def dropout_scale(hi: torch.Tensor, lo: torch.Tensor, cut: int, scale: float) -> torch.Tensor:
+    """Inverted dropout's multiplier from :func:`random_bits`: 0 where the 14-bit draw k is
+    below ``cut``, else ``scale``; keeps with probability 1 - cut / 2**14 (float32)."""
+    k = (hi & (_HALF - 1)).to(torch.int32) * _HALF + (lo & (_HALF - 1)).to(torch.int32)
+    return torch.where(k >= cut, scale, 0.0)
 
 
 def uniform_from_bits(hi: torch.Tensor, lo: torch.Tensor, like: torch.dtype) -> torch.Tensor:
@@ -215,14 +281,13 @@ class _MPELU(torch.autograd.Function):
         x, alpha, beta = ctx.saved_tensors
         view = ChannelView(x, ctx.cdim)
         g3, x3, a, b = view.to3d(g), view.to3d(x), view.param(alpha), view.param(beta)
-        gx = ga = gb = None
+        ga = gb = None
         with torch.autocast(x.device.type, enabled=False):
-            if ctx.needs_input_grad[0]:
-                gx = view.back(_mpelu_grad_input(g3, x3, a, b))
-            if ctx.needs_input_grad[1]:
-                ga = view.grad_of(alpha, _mpelu_grad_alpha(g3, x3, b))
-            if ctx.needs_input_grad[2]:
-                gb = view.grad_of(beta, _mpelu_grad_beta(g3, x3, a, b))
+            gx = view.back(_mpelu_grad_input(g3, x3, a, b))
+            if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:  # not for ELU
+                sum_a, sum_b = _mpelu_grad_params(g3, x3, a, b)
+                ga = view.grad_of(alpha, sum_a) if ctx.needs_input_grad[1] else None
+                gb = view.grad_of(beta, sum_b) if ctx.needs_input_grad[2] else None
         return gx, ga, gb, None
 
 
@@ -241,13 +306,31 @@ class _TLU(torch.autograd.Function):
         x, alpha = ctx.saved_tensors
         view = ChannelView(x, ctx.cdim)
         g3, x3, a = view.to3d(g), view.to3d(x), view.param(alpha)
-        gx = ga = None
+        ga = None
         with torch.autocast(x.device.type, enabled=False):
-            if ctx.needs_input_grad[0]:
-                gx = view.back(_tlu_grad_input(g3, x3, a))
-            if ctx.needs_input_grad[1]:
+            gx = view.back(_tlu_grad_input(g3, x3, a))
+            if ctx.needs_input_grad[1]:  # alpha learnable (by default a fixed buffer)
                 ga = view.grad_of(alpha, _tlu_grad_alpha(g3, x3, a))
         return gx, ga, None
+
+
+class _PReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: torch.Tensor, w: torch.Tensor, cdim: int) -> torch.Tensor:
+        view = ChannelView(x, cdim)
+        ctx.save_for_backward(x, w)
+        ctx.cdim = cdim
+        with torch.autocast(x.device.type, enabled=False):
+            return view.back(_prelu_forward(view.to3d(x), view.param(w)))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, w = ctx.saved_tensors
+        view = ChannelView(x, ctx.cdim)
+        with torch.autocast(x.device.type, enabled=False):
+            gx, sum_w = _prelu_backward(view.to3d(g), view.to3d(x), view.param(w))
+        return view.back(gx), view.grad_of(w, sum_w), None
 
 
 class _RReLU(torch.autograd.Function):
@@ -276,6 +359,17 @@ def mpelu(
 ) -> torch.Tensor:
     """MPELU fast path; ``alpha``/``beta`` are (C,) or shared (1,)."""
     return _MPELU.apply(x, alpha, beta, channel_dim)
+
+
+def elu(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """ELU fast path: MPELU's kernels with alpha fixed and beta = 1 (no parameter gradients)."""
+    a = torch.full((1,), alpha, device=x.device)
+    return _MPELU.apply(x, a, torch.ones_like(a), -1 if x.dim() < 2 else 1)
+
+
+def prelu(x: torch.Tensor, weight: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """PReLU fast path; ``weight`` is (C,) or shared (1,)."""
+    return _PReLU.apply(x, weight, channel_dim)
 
 
 def tlu(x: torch.Tensor, alpha: torch.Tensor, channel_dim: int) -> torch.Tensor:

@@ -1,9 +1,12 @@
 """Forward+backward cost of every activation against F.relu, and of each fast path against its twin.
 
     python scripts/bench_activations.py                      # float32 (128, 192, 32, 32), compiled
+    python scripts/bench_activations.py --dtype bfloat16 --channels-last   # as bf16 NIN sees them
     python scripts/bench_activations.py --size 2,4,3,3 --repeat 1 --backend eager   # smoke
 
-Every unit runs at its defaults in training mode on a channel-first map (channel_dim=1). A
+Every unit runs at its defaults in training mode on a map with channel_dim=1, channel-first or
+in ``channels_last`` memory format, in float32 or bfloat16 (its parameters stay float32, as
+under autocast). A
 timing is the best of ``--repeat`` calls of ``unit(x).backward(g)`` (x.grad cleared, so the
 gradient is allocated every time as in training), after one warm-up call whose time (the
 compile, for compiled kernels) is reported apart. Saved bytes are the distinct storages that
@@ -62,24 +65,45 @@ def build(name: str, x: torch.Tensor) -> Activation:
     return activations.build(name, num_channels=x.shape[1], channel_dim=1).train()
 
 
+def like(x: torch.Tensor, shape: list[int] | torch.Size) -> torch.Tensor:
+    """A standard-normal tensor of ``shape`` in ``x``'s dtype and memory format."""
+    t = torch.randn(shape).to(x.dtype)
+    return t.to(memory_format=torch.channels_last) if is_channels_last(x) else t
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def out_grad(unit: Activation, x: torch.Tensor) -> torch.Tensor:
     shape = list(x.shape)
     shape[1] = unit.out_channels(shape[1])
-    return torch.randn(shape, dtype=x.dtype)
+    return like(x, shape)
 
 
-def run(size: tuple[int, ...], repeat: int, backend: str, names: list[str]) -> None:
+def run(
+    size: tuple[int, ...],
+    repeat: int,
+    backend: str,
+    names: list[str],
+    dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+) -> None:
     torch.manual_seed(0)
-    x = torch.randn(size, requires_grad=True)
+    x = torch.randn(size).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_()
     input_bytes = x.numel() * x.element_size()
+    layout = "channels_last" if is_channels_last(x) else "channel-first"
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}; "
-        f"float32 input {tuple(size)}; fast paths on backend '{backend}'; "
-        f"best of {repeat} forward+backward calls after one warm-up"
+        f"{str(dtype).removeprefix('torch.')} {layout} input {tuple(size)}; fast paths on "
+        f"backend '{backend}'; best of {repeat} forward+backward calls after one warm-up"
     )
     print("noise: other processes share this CPU; compare ratios within one run only")
-    _, relu_ms = fwd_bwd_ms(F.relu, x, torch.randn(size), repeat)
+    _, relu_ms = fwd_bwd_ms(F.relu, x, like(x, x.shape), repeat)
 
     print(f"\n{'unit':<10} {'ms':>8} {'x relu':>7}")
     print(f"{'F.relu':<10} {relu_ms:8.1f} {1.0:7.2f}")
@@ -128,6 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--units", nargs="+", default=activations.names(), metavar="NAME")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument(
+        "--channels-last", action="store_true", help="4-d input in channels_last memory format"
+    )
     args = parser.parse_args(argv)
     try:
         size = tuple(int(s) for s in args.size.split(","))
@@ -144,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.threads < 1:
             parser.error(f"--threads {args.threads} must be at least 1")
         torch.set_num_threads(args.threads)
-    run(size, args.repeat, args.backend, args.units)
+    run(size, args.repeat, args.backend, args.units, getattr(torch, args.dtype), args.channels_last)
 
 
 if __name__ == "__main__":

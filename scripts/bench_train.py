@@ -14,19 +14,22 @@ untimed steps first (compiles happen there) and reports images (or characters) p
 ``--steps`` timed steps.
 
     python scripts/bench_train.py [--device cpu|cuda] [--threads N] [--steps 10] [--batch 128]
-        [--models nin plainnet chargru] [--acts relu elu prelu mpelu tlu]
-        [--options eager channels_last compile both bf16] [--flush-denormal] [--quick]
+        [--models nin plainnet chargru] [--acts relu lrelu prelu rrelu elu mpelu tlu]
+        [--options eager channels_last compile both bf16] [--flush-denormal] [--profile K]
+        [--quick]
 
 Ratios: ``xref`` is the best fp32 option over the reference loop, ``xrelu`` the best fp32
-option over relu's best for the same model (tanh's for the GRU, its own unit), ``xbf16`` the
-bf16 column over the best fp32 option. An option that fails (a compiler error) is shown as
-``fail`` and left out of the best. bf16 is only fast where the CPU has native bf16 (the footer
-says; experiments/precision.py).
+option over relu's best for the same model (tanh's for the GRU, its own unit), ``xrelu16``
+the same for the bf16 column, ``xbf16`` the bf16 column over the best fp32 option. An option
+that fails (a compiler error) is shown as ``fail`` and left out of the best. bf16 is only fast
+where the CPU has native bf16 (the footer says; experiments/precision.py). ``--repeats R``
+measures every cell R times, interleaved, and keeps each cell's best.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import platform
@@ -39,19 +42,22 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
+from activations import use_backend
 from experiments.components import build
 from experiments.data.images import derived_seed
 from experiments.data.shapes import generate_shapes
-from experiments.precision import native_bf16
+from experiments.precision import CPUINFO, cpu_flags, native_bf16
 from experiments.rundir import RunDir
 from experiments.train import CONFIG_DIR
 from experiments.trainer import Trainer
 
 MODELS = ("nin", "plainnet", "chargru")
-ACTS = ("relu", "elu", "prelu", "mpelu", "tlu")
+ACTS = ("relu", "lrelu", "prelu", "rrelu", "elu", "mpelu", "tlu")
 #: option name -> (channels_last, compile, precision)
 OPTIONS = {
     "eager": (False, False, "fp32"),
@@ -79,6 +85,7 @@ class Row:
     unit: str  # "img/s" or "char/s"
     rates: dict[str, float] = field(default_factory=dict)
     data_share: float = float("nan")  # train_batch time / eager step time
+    flops: float = float("nan")  # matmul + conv FLOPs per item (image or character) per step
 
 
 def config(model: str, act: str, args: argparse.Namespace, *options: str) -> DictConfig:
@@ -123,14 +130,64 @@ def items_per_step(cfg: DictConfig) -> int:
 
 
 def ours(cfg: DictConfig, args: argparse.Namespace) -> tuple[float, float]:
-    """(items/s of Trainer.train_step, seconds per train_batch call)."""
+    """(items/s of Trainer.train_step, seconds per train_batch call); with ``--profile`` it
+    also prints one more step's top ops."""
     parts = build(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(parts, cfg, RunDir(tmp))
         parts.model.train()
         per_step = timed(trainer.train_step, parts.device, args.warmup, args.steps)
+        if args.profile:
+            print_profile(trainer.train_step, args.warmup + args.steps, parts.device, args.profile)
     data = timed(parts.task.train_batch, parts.device, 1, args.steps)
     return items_per_step(cfg) / per_step, data
+
+
+def print_profile(
+    step: Callable[[int], object], index: int, device: torch.device, rows: int
+) -> None:
+    """The ``rows`` ops with the most self time in one step (step ``index``)."""
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        step(index)
+        sync(device)
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=rows), flush=True)
+
+
+def step_flops(cfg: DictConfig) -> float:
+    """Matmul and convolution FLOPs of one training step per item, counted in an eager step."""
+    parts = build(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(parts, cfg, RunDir(tmp))
+        parts.model.train()
+        # the plain kernels: torch.compile traces nothing under a dispatch mode, and a failed
+        # compile would leave every fused unit eager for the rest of the process
+        with use_backend("reference"), FlopCounterMode(display=False) as counter:
+            trainer.train_step(0)
+    return counter.get_total_flops() / items_per_step(cfg)
+
+
+def matmul_peak(
+    dtype: torch.dtype, device: torch.device, n: int = 2048, repeats: int = 10
+) -> float:
+    """GFLOP/s of an n x n matmul in ``dtype``, best of ``repeats`` after half a second of
+    warm-up: the machine's reachable peak that a step's share is measured against. (With two
+    warm-up products only, two runs of the same script measured bf16 at 798 and 2,058.)"""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    warm_until = time.perf_counter() + 0.5
+    while time.perf_counter() < warm_until:
+        a @ b
+    best = math.inf
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
 
 
 class CropFlipDataset(Dataset):
@@ -201,35 +258,45 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
         gru_options.setdefault(NCHW_TWIN.get(name, name), (False, compiled, precision))
     for model in args.models:
         acts = [*args.acts, "tanh"] if model == "chargru" and "tanh" not in args.acts else args.acts
+        base = config(model, "relu", args, "trainer.channels_last=false")
+        flops = step_flops(base)
+        print(f"{model}: {flops / 1e9:.3f} GFLOP per item per training step", flush=True)
         if model != "chargru":
-            base = config(model, "relu", args, "trainer.channels_last=false")
             references[model] = reference(base, args)
             print(f"{model} reference loop: {references[model]:.1f} img/s", flush=True)
-        for act in acts:
-            row = Row(model, act, "char/s" if model == "chargru" else "img/s")
-            for name, (channels_last, compiled, precision) in (
-                gru_options if model == "chargru" else options
-            ).items():
-                cfg = config(
-                    model,
-                    act,
-                    args,
-                    f"trainer.channels_last={str(channels_last).lower()}",
-                    f"trainer.compile={str(compiled).lower()}",
-                    f"trainer.precision={precision}",
-                    f"trainer.flush_denormal={str(args.flush_denormal).lower()}",
-                )
-                try:
-                    rate, data_s = ours(cfg, args)
-                except Exception as err:  # one broken option (a compiler bug) is a result too
-                    print(f"  {model} {act} {name}: failed: {str(err).splitlines()[0]}")
-                    row.rates[name] = math.nan
-                    continue
+        model_rows = {
+            act: Row(model, act, "char/s" if model == "chargru" else "img/s", flops=flops)
+            for act in acts
+        }
+        # every unit is measured once per round; a cell keeps its best round, so the unit that
+        # happens to run first (the process still warming up) is not penalised
+        for _, act, (name, (channels_last, compiled, precision)) in itertools.product(
+            range(args.repeats),
+            acts,
+            (gru_options if model == "chargru" else options).items(),
+        ):
+            row = model_rows[act]
+            cfg = config(
+                model,
+                act,
+                args,
+                f"trainer.channels_last={str(channels_last).lower()}",
+                f"trainer.compile={str(compiled).lower()}",
+                f"trainer.precision={precision}",
+                f"trainer.flush_denormal={str(args.flush_denormal).lower()}",
+            )
+            try:
+                rate, data_s = ours(cfg, args)
+            except Exception as err:  # one broken option (a compiler bug) is a result too
+                print(f"  {model} {act} {name}: failed: {str(err).splitlines()[0]}")
+                row.rates.setdefault(name, math.nan)
+                continue
+            if not rate <= row.rates.get(name, -math.inf):  # NaN (failed) or a new best
                 row.rates[name] = rate
                 if name == "eager":
                     row.data_share = data_s * rate / items_per_step(cfg)
-                print(f"  {model} {act} {name}: {rate:.1f} {row.unit}", flush=True)
-            rows.append(row)
+            print(f"  {model} {act} {name}: {rate:.1f} {row.unit}", flush=True)
+        rows += model_rows.values()
     return rows, references
 
 
@@ -243,11 +310,20 @@ def cell(rate: float) -> str:
     return "fail" if math.isnan(rate) else f"{rate:.0f}"
 
 
-def table(rows: list[Row], references: dict[str, float]) -> str:
+def ratio(value: float, reference: float) -> str:
+    """value / reference to two places, or - where either is missing (NaN)."""
+    out = value / reference
+    return "-" if math.isnan(out) else f"{out:.2f}"
+
+
+def table(rows: list[Row], references: dict[str, float], peaks: dict[str, float]) -> str:
     names = list(OPTIONS)
-    header = ["model", "act", "unit", *names, "ref", "xref", "xrelu", "xbf16", "data %"]
+    header = ["model", "act", "unit", *names, "ref", "xref", "xrelu", "xrelu16", "xbf16"]
+    header += ["peak32", "peak16", "data %"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    best_relu = {r.model: best(r) for r in rows if r.act == REFERENCE_UNIT.get(r.model, "relu")}
+    reference_rows = [r for r in rows if r.act == REFERENCE_UNIT.get(r.model, "relu")]
+    best_relu = {r.model: best(r) for r in reference_rows}
+    bf16_relu = {r.model: r.rates.get("bf16", math.nan) for r in reference_rows}
     for r in rows:
         top = best(r)
         ref = references.get(r.model)
@@ -260,11 +336,29 @@ def table(rows: list[Row], references: dict[str, float]) -> str:
             f"{ref:.0f}" if ref else "-",
             f"{top / ref:.2f}" if ref else "-",
             f"{top / relu:.2f}" if relu else "-",
+            ratio(r.rates.get("bf16", math.nan), bf16_relu.get(r.model, math.nan)),
             f"{r.rates['bf16'] / top:.2f}" if "bf16" in r.rates else "-",
+            ratio(top * r.flops / 1e9, peaks["fp32"]),  # matmul + conv GFLOP/s over the peak
+            ratio(r.rates.get("bf16", math.nan) * r.flops / 1e9, peaks["bf16"]),
             f"{100 * r.data_share:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: the CPU features that decide these numbers: vector width, bf16 dot products, AMX tiles
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its speed-relevant flags, for the footer."""
+    try:
+        lines = CPUINFO.read_text().splitlines()
+    except OSError:
+        lines = []
+    model = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    flags = [f for f in SPEED_FLAGS if f in cpu_flags()]
+    return f"{model or platform.machine()} ({' '.join(flags) or 'flags unknown'})"
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -275,12 +369,18 @@ def main(argv: list[str] | None = None) -> list[Row]:
     )
     parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compiles)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="rounds over all units; each cell keeps its best"
+    )
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: configs')")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--acts", nargs="+", default=list(ACTS))
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=OPTIONS)
     parser.add_argument(
         "--flush-denormal", action="store_true", help="trainer.flush_denormal for ours"
+    )
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="K", help="print each step's K costliest ops"
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 steps, no compile")
     parser.add_argument("--data-dir", default=None, help="corpus cache for the GRU")
@@ -289,18 +389,25 @@ def main(argv: list[str] | None = None) -> list[Row]:
         args.steps, args.warmup = min(args.steps, 2), 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    size = 256 if args.quick else 2048
+    peaks = {"fp32": matmul_peak(torch.float32, device, size)}
+    peaks["bf16"] = matmul_peak(torch.bfloat16, device, size)
+    print(f"matmul peak {size}^2: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f}")
     with tempfile.TemporaryDirectory() as tmp:
         args.data_dir = args.data_dir or os.path.join(tmp, "data")
         rows, references = measure(args)
     load = os.getloadavg()
     print(
-        f"\ntorch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"\n{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, Python "
+        f"{platform.python_version()}, {cpu_name()}, "
         f"device {args.device}, threads {torch.get_num_threads()}, batch "
         f"{args.batch or 'config'}, steps {args.steps} (+{args.warmup} warm-up), "
         f"flush_denormal {args.flush_denormal}, native bf16 {native_bf16()}, "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, matmul peak GFLOP/s fp32 "
+        f"{peaks['fp32']:.0f} bf16 {peaks['bf16']:.0f}"
     )
-    print(table(rows, references))
+    print(table(rows, references, peaks))
     return rows
 
 

@@ -15,10 +15,12 @@ from torch import nn
 
 import activations
 from activations import backend, fused
+from activations.registry import ACTIVATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 XS = [-3.0, -1.0, -0.5, 0.0, 0.5, 2.0]
-FAST = ["mpelu", "rrelu", "tlu"]
+#: every unit with a fast path, read from the classes so a new one cannot go untested
+FAST = [n for n in activations.names() if getattr(ACTIVATIONS.get(n), "fast_path", False)]
 
 
 def _sigmoid(x: float) -> float:
@@ -72,6 +74,11 @@ FAST_CASES = [
     ("tlu", {"learnable": True}),
     ("tlu", {"learnable": True, "channelwise": False}),
     ("rrelu", {}),
+    ("elu", {}),
+    ("elu", {"alpha": 0.5}),
+    ("prelu", {}),
+    ("prelu", {"channelwise": False}),
+    ("prelu", {"clip": True, "init": 1.5}),  # slopes 1.6-1.9 clipped to 1 in the forward
 ]
 # (channel_dim, shape, channels_last memory format)
 LAYOUTS = [
@@ -130,6 +137,11 @@ def _load_script(name: str):
 
 # ----------------------------------------------------------------------------------------------
 # Definitions
+
+
+def test_every_fast_path_is_checked_against_its_twin():
+    assert {"elu", "mpelu", "prelu", "rrelu", "tlu"} <= set(FAST)
+    assert {name for name, _ in FAST_CASES} == set(FAST)
 
 
 def test_every_registered_unit_has_a_formula_here():
@@ -380,7 +392,7 @@ def test_fast_path_equals_its_twin(name, params, layout):
         assert fast[0].is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("name", ["mpelu", "tlu"])
+@pytest.mark.parametrize("name", ["mpelu", "tlu", "elu"])
 def test_no_nan_gradients_where_exp_would_overflow(name):
     unit = activations.build(name, num_channels=1, **({"learnable": True} if name == "tlu" else {}))
     for backend_name in ("reference", "eager"):
@@ -464,6 +476,30 @@ def test_random_bits_give_uniform_cells(shape):
         assert torch.bincount(cells // 2**10, minlength=16).min() > 2**12 * 0.8  # flat
 
 
+def test_large_draws_are_chunked_yet_the_same_for_any_thread_count(monkeypatch):
+    """A draw of many words runs in independently seeded chunks on a thread pool; the bits
+    depend on the seed and the size only, never on how many threads drew them."""
+    monkeypatch.setattr(fused, "DRAW_CHUNK", 1000)
+    x = torch.empty(2, 3, 50, 40)  # 12,000 elements: 6,000 words, six chunks
+    threads = torch.get_num_threads()
+    draws = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            draws.append(fused.random_bits(x, torch.Generator().manual_seed(5)))
+    finally:
+        torch.set_num_threads(threads)
+    for hi, lo in draws[1:]:
+        assert torch.equal(hi, draws[0][0]) and torch.equal(lo, draws[0][1])
+    words = torch.cat([draws[0][0].reshape(-1), draws[0][1].reshape(-1)]).view(-1)
+    chunks = words.split(2000)  # no two chunks repeat each other (distinct seeds)
+    assert len({tuple(c[:64].tolist()) for c in chunks}) == len(chunks)
+    u = fused.uniform_from_bits(*draws[0], torch.float64)
+    assert abs(u.mean().item() - 0.5) < 0.02 and u.min() > 0 and u.max() < 1
+    again = fused.random_bits(x, torch.Generator().manual_seed(6))
+    assert not torch.equal(again[0], draws[0][0])
+
+
 # ----------------------------------------------------------------------------------------------
 # Backend switch and compiled kernels
 
@@ -514,7 +550,7 @@ def test_a_genuine_error_inside_a_kernel_is_not_taken_for_a_compile_failure(monk
     assert not backend._compile_failed
 
 
-@pytest.mark.parametrize("name,params", [*LEARNABLE[1:], ("rrelu", {})])
+@pytest.mark.parametrize("name,params", [*LEARNABLE[:3], ("elu", {}), ("rrelu", {})])
 def test_compiled_fast_path_equals_its_twin(name, params):
     shape = (2, 3, 4, 5)
     unit = _unit(name, 3, 1, **params).float().train()

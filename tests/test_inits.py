@@ -15,6 +15,7 @@ import activations
 from activations import Activation
 from experiments.inits import INITS, MODES, initialize
 from experiments.models import build_model
+from experiments.models.common import Dropout
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "init"
 #: Conv 64 -> 128, 3x3: fan_in 576, fan_out 1152, 73,728 weights (std estimate error ~0.3%).
@@ -171,7 +172,7 @@ class FreshBatches:
         self.gen = torch.Generator().manual_seed(0)
 
     def __call__(self, i: int) -> torch.Tensor:
-        dropout = [m.training for m in self.model.modules() if isinstance(m, nn.Dropout)]
+        dropout = [m.training for m in self.model.modules() if isinstance(m, Dropout)]
         self.calls.append((i, self.model.training, dropout))
         return torch.randn(self.shape, generator=self.gen)
 

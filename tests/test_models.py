@@ -16,6 +16,7 @@ import experiments.models.nin
 import experiments.models.plainnet  # noqa: F401  (register both for MODELS.defaults)
 from activations import Activation
 from experiments.models import MODELS, build_model
+from experiments.models.common import Dropout
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "model"
 TINY_NIN = {"widths": [12] * 8}
@@ -167,7 +168,7 @@ def layer_list(model: nn.Module) -> list[str]:
         if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
             kind = "max" if isinstance(m, nn.MaxPool2d) else "avg"
             return f"{kind}pool{m.kernel_size}/{m.stride}{'c' if m.ceil_mode else ''}"
-        if isinstance(m, nn.Dropout):
+        if isinstance(m, Dropout):
             return f"dropout{m.p}"
         short = {nn.Linear: "fc", nn.AdaptiveAvgPool2d: "gap", nn.Flatten: "flatten"}
         return short.get(type(m), type(m).__name__)
@@ -223,6 +224,32 @@ def test_dropout_acts_in_training_only(build, options):
     assert not torch.allclose(first, reference) and not torch.allclose(first, second)
     model.eval()
     assert torch.equal(model(x), reference)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.2])
+@pytest.mark.parametrize("backend_name", ["reference", "compiled"])
+def test_dropout_keeps_one_minus_p_scaled_and_reproducibly(p, backend_name):
+    """Inverted dropout from the cheap 14-bit draws: the kept share is 1 - p, kept values and
+    their gradients are scaled by 1 / (1 - p), the rest are zero; a seed fixes the mask, and the
+    compiled mask kernel draws the same mask as the plain one."""
+    x = torch.randn(8, 16, 20, 20).to(memory_format=torch.channels_last).requires_grad_()
+    drop = Dropout(p).train()
+    with activations.use_backend(backend_name):
+        torch.manual_seed(3)
+        y = drop(x)
+        torch.manual_seed(3)
+        again = drop(x)
+    torch.manual_seed(3)
+    with activations.use_backend("reference"):
+        plain = drop(x)
+    assert torch.equal(y, again) and torch.equal(y, plain)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.01  # 51,200 draws: sd 0.002
+    torch.testing.assert_close(y[kept], x[kept] / (1 - p))
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, kept.float() / (1 - p))
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0).train()(x), x)
 
 
 def registered_and_test_units():

@@ -195,8 +195,10 @@ def test_bench_train_smoke(capsys, monkeypatch):
     assert all(rate > 0 for r in rows for rate in r.rates.values())
     assert all("bf16" in r.rates for r in rows)
     assert "channels_last" not in rows[1].rates and "eager" in rows[1].rates  # no conv maps
+    assert all(r.flops > 0 for r in rows)  # counted matmul + conv work, per image or character
     out = capsys.readouterr().out
     assert "reference" in out and "eager" in out and "xbf16" in out
+    assert "matmul peak" in out and "peak16" in out
 
 
 def test_rrelu_draws_leave_compiled_graphs_only_once_a_model_is_compiled(

@@ -34,6 +34,7 @@ from torch.autograd.function import once_differentiable
 
 from activations import Activation
 from experiments.models import ActivationFactory, register_model
+from experiments.models.common import Dropout
 
 VARIANTS = ("pytorch", "charrnn")
 EMBEDDINGS = ("onehot", "embed")
@@ -305,7 +306,7 @@ class CharGRU(nn.Module):
             layers.append(GRULayer(width, hidden_size, unit, variant))
             width = hidden_size
         self.layers = nn.ModuleList(layers)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.decoder = nn.Linear(hidden_size, num_outputs)
 
     def init_hidden(self, batch_size: int) -> torch.Tensor:

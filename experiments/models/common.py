@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import torch
 from torch import nn
 
-from activations import Activation
+from activations import Activation, fused
 from experiments.models import ActivationFactory
 
 #: How far past the nominal width ``filters_for`` looks; Maxout with k pieces needs k x width.
@@ -18,6 +19,32 @@ def check_dropout(p: float) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
         raise ValueError(f"model.dropout={p!r} is not allowed; use a probability with 0 <= p < 1")
     return float(p)
+
+
+class Dropout(nn.Module):
+    """Inverted dropout (zero with probability p, scale the rest by 1 / (1 - p)) whose mask
+    comes from RReLU's cheap draws, ``activations.fused.random_bits``.
+
+    torch's ``nn.Dropout`` draws its CPU mask one element at a time through ``bernoulli_``:
+    99 ms of a 660 ms NIN bf16 training step at batch 128 (15%, torch.profiler), against about
+    1 ns per element here. p is applied at 14-bit resolution (the cut is round(p * 2**14)
+    of 2**14 cells; p = 0.5 is exact). The draws come from torch's default generator, so
+    ``torch.manual_seed`` fixes them as it fixes ``nn.Dropout``'s.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = check_dropout(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        cut = round(self.p * 2**fused.UNIFORM_BITS)
+        scale = fused.dropout_scale(*fused.random_bits(x), cut, 1 / (1 - self.p))
+        return x * scale.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 def int_at_least(name: str, value: int, minimum: int, why: str = "") -> int:

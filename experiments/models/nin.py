@@ -16,6 +16,7 @@ from torch import nn
 from activations import Activation
 from experiments.models import ActivationFactory, register_model
 from experiments.models.common import (
+    Dropout,
     check_dropout,
     pair_weight_layers,
     positive_ints,
@@ -67,9 +68,9 @@ class NIN(nn.Module):
             layers += [nn.Conv2d(channels, filters, kernel, padding=kernel // 2), unit]
             channels = unit.out_channels(filters)
             if i == _MAX_POOL_AFTER:
-                layers += [nn.MaxPool2d(3, 2, ceil_mode=True), nn.Dropout(p)]
+                layers += [nn.MaxPool2d(3, 2, ceil_mode=True), Dropout(p)]
             elif i == _AVG_POOL_AFTER:
-                layers += [nn.AvgPool2d(3, 2, ceil_mode=True), nn.Dropout(p)]
+                layers += [nn.AvgPool2d(3, 2, ceil_mode=True), Dropout(p)]
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.layers = nn.Sequential(*layers)
 

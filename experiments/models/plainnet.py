@@ -19,6 +19,7 @@ from torch import nn
 from activations import Activation
 from experiments.models import ActivationFactory, register_model
 from experiments.models.common import (
+    Dropout,
     check_dropout,
     int_at_least,
     pair_weight_layers,
@@ -105,7 +106,7 @@ class PlainNet(nn.Module):
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         for width in fc_widths:
             filters, unit = sized_unit(act, width, match_width=equal_params)
-            layers += [nn.Linear(channels, filters), unit, nn.Dropout(p)]
+            layers += [nn.Linear(channels, filters), unit, Dropout(p)]
             channels = unit.out_channels(filters)
         layers.append(nn.Linear(channels, num_outputs))
         self.layers = nn.Sequential(*layers)
