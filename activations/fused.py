@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-from activations.backend import kernel
+from activations.backend import Kernel, kernel
 
 # ----------------------------------------------------------------------------------------------
 # Layout
@@ -264,16 +264,24 @@ def uniform_from_bits(hi: torch.Tensor, lo: torch.Tensor, like: torch.dtype) -> 
 # autograd Functions
 
 
+def _per_channel_forward(
+    ctx: FunctionCtx, forward: Kernel, x: torch.Tensor, cdim: int, *params: torch.Tensor
+) -> torch.Tensor:
+    """The forward of a unit with per-channel parameters: save only the input and the
+    parameters, run ``forward`` on the (A, C, B) view in the input's own precision."""
+    view = ChannelView(x, cdim)
+    ctx.save_for_backward(x, *params)
+    ctx.cdim = cdim
+    with torch.autocast(x.device.type, enabled=False):
+        return view.back(forward(view.to3d(x), *(view.param(p) for p in params)))
+
+
 class _MPELU(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: FunctionCtx, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, cdim: int
     ) -> torch.Tensor:
-        view = ChannelView(x, cdim)
-        ctx.save_for_backward(x, alpha, beta)
-        ctx.cdim = cdim
-        with torch.autocast(x.device.type, enabled=False):
-            return view.back(_mpelu_forward(view.to3d(x), view.param(alpha), view.param(beta)))
+        return _per_channel_forward(ctx, _mpelu_forward, x, cdim, alpha, beta)
 
     @staticmethod
     @once_differentiable
@@ -294,11 +302,7 @@ class _MPELU(torch.autograd.Function):
 class _TLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, x: torch.Tensor, alpha: torch.Tensor, cdim: int) -> torch.Tensor:
-        view = ChannelView(x, cdim)
-        ctx.save_for_backward(x, alpha)
-        ctx.cdim = cdim
-        with torch.autocast(x.device.type, enabled=False):
-            return view.back(_tlu_forward(view.to3d(x), view.param(alpha)))
+        return _per_channel_forward(ctx, _tlu_forward, x, cdim, alpha)
 
     @staticmethod
     @once_differentiable
@@ -317,11 +321,7 @@ class _TLU(torch.autograd.Function):
 class _PReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, x: torch.Tensor, w: torch.Tensor, cdim: int) -> torch.Tensor:
-        view = ChannelView(x, cdim)
-        ctx.save_for_backward(x, w)
-        ctx.cdim = cdim
-        with torch.autocast(x.device.type, enabled=False):
-            return view.back(_prelu_forward(view.to3d(x), view.param(w)))
+        return _per_channel_forward(ctx, _prelu_forward, x, cdim, w)
 
     @staticmethod
     @once_differentiable
