@@ -113,12 +113,16 @@ class MPELU(Activation):
         return fused.mpelu(x, self.alpha, self.beta, self.channel_dim)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """Plain-autograd twin (exp taken of min(x, 0), as the authors' code does). The min is
-        a ``where`` because ``clamp``'s gradient at x = 0 is 0, which would make the slope there
-        0 instead of the Caffe layer's alpha * beta (x <= 0 takes the exponential branch)."""
+        """Plain-autograd twin (exp taken of min(x, 0), as the authors' code does).
+
+        Split with ReLU rather than ``torch.where``, which took 30x an add's time on this CPU
+        (a GRU runs this twin at every time step): p = relu(x) and m = x - p = min(x, 0) add
+        up to x exactly, and p + alpha (exp(beta m) - 1) is x for x > 0 and the exponential
+        branch for x <= 0. relu's gradient at 0 is 0, so m's is 1 and the slope at x = 0 is
+        the Caffe layer's alpha * beta (x <= 0 takes the exponential branch)."""
         a, b = self.per_channel(self.alpha, x), self.per_channel(self.beta, x)
-        negative = torch.where(x > 0, 0.0, x)
-        return torch.where(x > 0, x, a * (torch.exp(b * negative) - 1)).to(x.dtype)
+        positive = torch.relu(x)
+        return (positive + a * (torch.exp(b * (x - positive)) - 1)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (
@@ -167,8 +171,12 @@ class TLU(Activation):
         return fused.tlu(x, self.alpha, self.channel_dim)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """Plain-autograd twin."""
-        return torch.where(x >= 0, x, self.per_channel(self.alpha, x) * torch.tanh(x)).to(x.dtype)
+        """Plain-autograd twin, split with ReLU as MPELU's is: m = -relu(-x) = min(x, 0) has
+        gradient 0 at x = 0, so (x - m) + alpha tanh(m) is x for x >= 0 (slope 1 at 0) and
+        alpha tanh(x) below, both exactly."""
+        negative = -torch.relu(-x)
+        alpha = self.per_channel(self.alpha, x)
+        return ((x - negative) + alpha * torch.tanh(negative)).to(x.dtype)
 
     def extra_repr(self) -> str:
         return (

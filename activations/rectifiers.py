@@ -135,9 +135,14 @@ class RReLU(Activation):
     def reference_train(
         self, x: torch.Tensor, bits: tuple[torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
-        """Plain-autograd twin of the training forward, with the draws in ``bits``."""
+        """Plain-autograd twin of the training forward, with the draws in ``bits``.
+
+        r = relu(-x) splits x without ``torch.where`` (30x an add's time on this CPU):
+        (x + r) - r / a is x for x >= 0 (slope 1 at 0, where r's gradient is 0) and x / a
+        below, both exactly."""
         a = self.lower + (self.upper - self.lower) * fused.uniform_from_bits(*bits, x.dtype)
-        return torch.where(x >= 0, x, x / a).to(x.dtype)
+        r = torch.relu(-x)
+        return ((x + r) - r / a).to(x.dtype)
 
     def reference_eval(self, x: torch.Tensor) -> torch.Tensor:
         """Plain-autograd twin of the evaluation forward; at x = 0 its slope is the negative
