@@ -250,15 +250,17 @@ def keep_draws_out_of_compiled_graphs() -> None:
 def dropout_scale(hi: torch.Tensor, lo: torch.Tensor, cut: int, scale: float) -> torch.Tensor:
     """Inverted dropout's multiplier from :func:`random_bits`: 0 where the 14-bit draw k is
     below ``cut``, else ``scale``; keeps with probability 1 - cut / 2**14 (float32)."""
-    k = (hi & (_HALF - 1)).to(torch.int32) * _HALF + (lo & (_HALF - 1)).to(torch.int32)
-    return torch.where(k >= cut, scale, 0.0)
+    return torch.where(_cell(hi, lo, torch.int32) >= cut, scale, 0.0)
 
 
 def uniform_from_bits(hi: torch.Tensor, lo: torch.Tensor, like: torch.dtype) -> torch.Tensor:
     """U(0, 1) from 14 random bits, at cell midpoints (k + 1/2) / 2**14, so its mean is 1/2."""
-    dtype = torch.promote_types(like, torch.float32)
-    k = (hi & (_HALF - 1)).to(dtype) * _HALF + (lo & (_HALF - 1)).to(dtype)
-    return (k + 0.5) * 2.0**-UNIFORM_BITS
+    return (_cell(hi, lo, torch.promote_types(like, torch.float32)) + 0.5) * 2.0**-UNIFORM_BITS
+
+
+def _cell(hi: torch.Tensor, lo: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The 14-bit draw k in [0, 2**14) from the low 7 bits of each byte, in ``dtype``."""
+    return (hi & (_HALF - 1)).to(dtype) * _HALF + (lo & (_HALF - 1)).to(dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,9 +292,10 @@ class _MPELU(torch.autograd.Function):
         x, alpha, beta = ctx.saved_tensors
         view = ChannelView(x, ctx.cdim)
         g3, x3, a, b = view.to3d(g), view.to3d(x), view.param(alpha), view.param(beta)
-        ga = gb = None
+        gx = ga = gb = None
         with torch.autocast(x.device.type, enabled=False):
-            gx = view.back(_mpelu_grad_input(g3, x3, a, b))
+            if ctx.needs_input_grad[0]:
+                gx = view.back(_mpelu_grad_input(g3, x3, a, b))
             if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:  # not for ELU
                 sum_a, sum_b = _mpelu_grad_params(g3, x3, a, b)
                 ga = view.grad_of(alpha, sum_a) if ctx.needs_input_grad[1] else None
@@ -311,9 +314,10 @@ class _TLU(torch.autograd.Function):
         x, alpha = ctx.saved_tensors
         view = ChannelView(x, ctx.cdim)
         g3, x3, a = view.to3d(g), view.to3d(x), view.param(alpha)
-        ga = None
+        gx = ga = None
         with torch.autocast(x.device.type, enabled=False):
-            gx = view.back(_tlu_grad_input(g3, x3, a))
+            if ctx.needs_input_grad[0]:
+                gx = view.back(_tlu_grad_input(g3, x3, a))
             if ctx.needs_input_grad[1]:  # alpha learnable (by default a fixed buffer)
                 ga = view.grad_of(alpha, _tlu_grad_alpha(g3, x3, a))
         return gx, ga, None
