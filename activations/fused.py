@@ -4,11 +4,12 @@ MPELU, TLU, ELU and PReLU.
 Written with torch.where/exp/tanh and left to autograd, RReLU, MPELU and TLU cost 5-8x ReLU's
 forward+backward on CPU and keep several input-sized tensors alive for backward; torch's ELU
 and PReLU (``F.elu``, ``F.prelu``) took 2.6x and 7x ReLU's time on bf16 maps on this CPU. Here
-each is an ``autograd.Function`` that saves one input-sized tensor (the input; for RReLU the
-per-element slope) plus its parameters, computes gradients analytically, and runs its
-elementwise work as a few pure :class:`~activations.backend.Kernel` functions that
-``torch.compile`` fuses into one loop each (see ``activations.backend`` for the switch). ELU is
-MPELU's kernels with alpha fixed and beta = 1.
+each is an ``autograd.Function`` that saves one input-sized tensor (the input; for RReLU its
+output, which the next layer keeps anyway) plus its parameters, computes gradients
+analytically, and runs its elementwise work as a few pure
+:class:`~activations.backend.Kernel` functions that ``torch.compile`` fuses into one loop
+each (see ``activations.backend`` for the switch). ELU is MPELU's kernels with alpha fixed
+and beta = 1.
 
 Choices the measurements forced (docs/papers.md §9 and our bench):
 - Nothing boolean is saved: compiled kernels that stored an ``x <= 0`` mask ran ~20x slower.
@@ -21,7 +22,13 @@ Choices the measurements forced (docs/papers.md §9 and our bench):
   Inductor store the shared exp(beta * m) as an input-sized float32 buffer between a pointwise
   loop and a reduction loop (40 ms on a 12.6M-element bf16 map against 18 ms for the two
   kernels, measured once, 2 threads). Two kernels against the three of before (input gradient,
-  alpha sum, beta sum): equal within this machine's noise in an A/B on NIN-sized maps.
+  alpha sum, beta sum): equal within this machine's noise in an A/B on NIN-sized maps. On
+  channels_last maps Inductor still writes exp(beta * m) to a float32 buffer ahead of the
+  reduction loop; giving each sum its own exponential removes the buffer but not the time
+  (52.6 against 50.7 ms on a 25.2M-element bf16 map): the kernels are bound by ``exp``
+  (about 20 ms per pass over that map, as long as ReLU's whole forward), not by memory.
+- RReLU draws its slopes from a hash of each element's position (``counter_cells``) inside
+  its kernels, in the forward and again in the backward, instead of storing them.
 
 Per-channel layout: every kernel sees a 3-d view (A, C, B) with the channels in the middle and
 the parameters as (C, 1). Channel-first maps (N, C, H, W) give (N, C, H*W); channels-last data,
@@ -158,21 +165,119 @@ def _prelu_backward(
     return gx, (gw * xw.clamp(max=0)).sum(dim=(0, 2))
 
 
+def _rrelu_slope(x: torch.Tensor, key: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
+    """1 where ``x`` >= 0, else 1 / a, a drawn from counter i (the memory position) under
+    ``key``; ``x`` is 1-d in memory order (:func:`to_flat`), and the counters are computed
+    here, not read from memory."""
+    index = torch.arange(x.numel(), device=x.device)
+    a = lower + (upper - lower) * uniform_cells(key, index, x.dtype)
+    return torch.where(x >= 0, 1.0, 1 / a).to(x.dtype)
+
+
 @kernel
-def _rrelu_forward(
-    x: torch.Tensor, hi: torch.Tensor, lo: torch.Tensor, lower: float, upper: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    a = lower + (upper - lower) * uniform_from_bits(hi, lo, x.dtype)
-    slope = torch.where(x >= 0, 1.0, 1 / a).to(x.dtype)
-    return x * slope, slope
+def _rrelu_forward(x: torch.Tensor, key: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
+    return x * _rrelu_slope(x, key, lower, upper)
+
+
+@kernel
+def _rrelu_backward(
+    g: torch.Tensor, y: torch.Tensor, key: torch.Tensor, lower: float, upper: float
+) -> torch.Tensor:
+    """The input gradient from the output: y has x's sign (a > 0), so the slopes are redrawn
+    from the same counters rather than stored (an extra input-sized tensor written in the
+    forward cost more than the hash on this CPU)."""
+    return g * _rrelu_slope(y, key, lower, upper)
 
 
 # ----------------------------------------------------------------------------------------------
-# RReLU's random draws (shared with its reference twin, so both see the same a for one seed)
+# RReLU's random draws: counter-based, computed inside its kernels (the twin computes the same)
 
 #: bits of resolution per uniform draw: a takes 2**14 equally spaced values in (lower, upper).
 UNIFORM_BITS = 14
 _HALF = 2 ** (UNIFORM_BITS // 2)
+
+# SplitMix64 (Steele, Lea & Flood, OOPSLA 2014; Vigna's splitmix64.c): output i (from 0) of the
+# generator seeded s is mix(s + (i + 1) * GAMMA). The constants as signed int64, since torch
+# multiplies int64 with wraparound.
+_GAMMA = 0x9E3779B97F4A7C15 - 2**64
+_MIX1 = 0xBF58476D1CE4E5B9 - 2**64
+_MIX2 = 0x94D049BB133111EB - 2**64
+
+
+def draw_key(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One call's key: an int64 tensor [seed, GAMMA] on ``x``'s device.
+
+    The seed is the only draw from ``generator`` (torch's default generator of ``x``'s device
+    when None) a call makes; every element's number is then a hash of the seed and the
+    element's position (:func:`counter_cells`). GAMMA travels in the tensor rather than as a
+    constant because Inductor (torch 2.14.1, CPU) folds ``arange * constant`` into a vector
+    ``arange`` with that step and gets lanes 8-15 wrong when the step times the lane overflows
+    int64; multiplied at run time, the products are exact.
+    """
+    device = generator.device if generator is not None else x.device
+    seed = torch.randint(
+        -(2**63), 2**63 - 1, (1,), dtype=torch.int64, device=device, generator=generator
+    )
+    return torch.cat([seed, seed.new_full((1,), _GAMMA)]).to(x.device, non_blocking=True)
+
+
+def _shift_right(z: torch.Tensor, bits: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's ``>>`` is arithmetic: it copies the sign)."""
+    return (z >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def counter_cells(key: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The 14-bit draw k in [0, 2**14) of counter ``index`` (int64) under ``key`` (from
+    :func:`draw_key`): the top bits of SplitMix64's output ``index`` for the key's seed.
+
+    Why a hash of a counter rather than a generator: torch's CPU generator fills one word at a
+    time under a lock (31 ms for a 25.2M-element map's bits, 2 threads, plus reading them back
+    in the kernel), and Inductor's in-kernel ``rand`` on CPU runs a scalar Philox per element
+    (207 ms on the same map). Computed inside RReLU's compiled kernels, this hash is a dozen
+    vectorised integer operations per element and never touches memory.
+    """
+    z = key[0] + (index + 1) * key[1]
+    z = (z ^ _shift_right(z, 30)) * _MIX1
+    z = (z ^ _shift_right(z, 27)) * _MIX2
+    z = z ^ _shift_right(z, 31)
+    return _shift_right(z, 64 - UNIFORM_BITS)
+
+
+def uniform_cells(key: torch.Tensor, index: torch.Tensor, like: torch.dtype) -> torch.Tensor:
+    """U(0, 1) at the cell midpoints (k + 1/2) / 2**14 of :func:`counter_cells`, in float32
+    (float64 for float64 ``like``), so its mean is 1/2."""
+    k = counter_cells(key, index).to(torch.promote_types(like, torch.float32))
+    return (k + 0.5) * 2.0**-UNIFORM_BITS
+
+
+def memory_order(x: torch.Tensor) -> list[int]:
+    """``x``'s dims from the slowest- to the fastest-moving in memory when ``x`` is dense
+    (channels_last maps: N, H, W, C), else in their logical order."""
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    return order if x.permute(order).is_contiguous() else list(range(x.dim()))
+
+
+def to_flat(t: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """``t`` as 1-d with its dims in ``order``: a view when ``t`` lies that way in memory,
+    else a copy in that order."""
+    return t.permute(order).reshape(-1)
+
+
+def from_flat(flat: torch.Tensor, shape: torch.Size, order: list[int]) -> torch.Tensor:
+    """Undo :func:`to_flat`: a tensor of ``shape`` laid out in memory in ``order``."""
+    inverse = [order.index(d) for d in range(len(order))]
+    return flat.view([shape[d] for d in order]).permute(inverse)
+
+
+def memory_index(x: torch.Tensor) -> torch.Tensor:
+    """Each element's counter (its memory position; for a tensor that is not dense, its
+    position in a contiguous copy), shaped like ``x``: what the reference twin hashes."""
+    order = memory_order(x)
+    return from_flat(torch.arange(x.numel(), device=x.device), x.shape, order)
+
+
+# Dropout's mask: 14-bit cells from a buffer of generator words (the scheme RReLU used before
+# the counters; kept for dropout so that its runs' numerics stay as they were).
 
 
 def random_bits(
@@ -206,7 +311,7 @@ def _draw_pool(workers: int) -> ThreadPoolExecutor:
 def _fill_random(words: torch.Tensor, generator: torch.Generator | None) -> None:
     """``words.random_()``, split on the CPU across torch's threads.
 
-    torch's CPU generator draws one word at a time under a lock: 8 ms for RReLU's draws on a
+    torch's CPU generator draws one word at a time under a lock: 8 ms for the bits of a
     6.3M-element map, a whole ReLU forward+backward, however many cores there are. A draw of
     more than ``DRAW_CHUNK`` words is cut into chunks of that size, each filled from its own
     generator seeded by one draw from ``generator``, and the chunks run on a thread pool (the
@@ -232,18 +337,22 @@ def _fill_random(words: torch.Tensor, generator: torch.Generator | None) -> None
 
 
 def keep_draws_out_of_compiled_graphs() -> None:
-    """Call before ``torch.compile`` of a model that may hold RReLU (the trainer does).
+    """Call before ``torch.compile`` of a model that may hold RReLU or dropout (the trainer does).
 
-    Traced inside a compiled channels_last model, :func:`random_bits` fails in AOTAutograd
-    (setStorage out of bounds), so it must stay out of the graph (the draw itself is already
-    vectorised). Marking it at import would import ``torch._dynamo``, 1.7 s of every start-up
-    that compiles nothing; RReLU looks the function up here at each call, so marking it now
+    Traced inside a compiled channels_last model, :func:`random_bits` failed in AOTAutograd
+    (setStorage out of bounds), and a traced :func:`draw_key` would become Inductor's own
+    random numbers, which differ from eager's; so both stay out of the graph (each is one cheap
+    call). Marking them at import would import ``torch._dynamo``, 1.7 s of every start-up that
+    compiles nothing; callers look the functions up here at each call, so marking them now
     takes effect.
     """
-    global random_bits
+    global random_bits, draw_key
     if not getattr(random_bits, "_actlab_uncompiled", False):
         random_bits = torch.compiler.disable(random_bits)
         random_bits._actlab_uncompiled = True  # type: ignore[attr-defined]
+    if not getattr(draw_key, "_actlab_uncompiled", False):
+        draw_key = torch.compiler.disable(draw_key)
+        draw_key._actlab_uncompiled = True  # type: ignore[attr-defined]
 
 
 @kernel
@@ -251,11 +360,6 @@ def dropout_scale(hi: torch.Tensor, lo: torch.Tensor, cut: int, scale: float) ->
     """Inverted dropout's multiplier from :func:`random_bits`: 0 where the 14-bit draw k is
     below ``cut``, else ``scale``; keeps with probability 1 - cut / 2**14 (float32)."""
     return torch.where(_cell(hi, lo, torch.int32) >= cut, scale, 0.0)
-
-
-def uniform_from_bits(hi: torch.Tensor, lo: torch.Tensor, like: torch.dtype) -> torch.Tensor:
-    """U(0, 1) from 14 random bits, at cell midpoints (k + 1/2) / 2**14, so its mean is 1/2."""
-    return (_cell(hi, lo, torch.promote_types(like, torch.float32)) + 0.5) * 2.0**-UNIFORM_BITS
 
 
 def _cell(hi: torch.Tensor, lo: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -341,22 +445,23 @@ class _PReLU(torch.autograd.Function):
 class _RReLU(torch.autograd.Function):
     @staticmethod
     def forward(
-        ctx: FunctionCtx,
-        x: torch.Tensor,
-        bits: tuple[torch.Tensor, torch.Tensor],
-        lower: float,
-        upper: float,
+        ctx: FunctionCtx, x: torch.Tensor, key: torch.Tensor, lower: float, upper: float
     ) -> torch.Tensor:
+        order = memory_order(x)
         with torch.autocast(x.device.type, enabled=False):
-            y, slope = _rrelu_forward(x, *bits, lower, upper)
-        ctx.save_for_backward(slope)
+            y = from_flat(_rrelu_forward(to_flat(x, order), key, lower, upper), x.shape, order)
+        ctx.save_for_backward(y, key)  # y is what the next layer keeps anyway
+        ctx.order, ctx.bounds = order, (lower, upper)
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (slope,) = ctx.saved_tensors
-        return g * slope, None, None, None
+        y, key = ctx.saved_tensors
+        order = ctx.order
+        with torch.autocast(y.device.type, enabled=False):
+            gx = _rrelu_backward(to_flat(g, order), to_flat(y, order), key, *ctx.bounds)
+        return from_flat(gx, y.shape, order), None, None, None
 
 
 def mpelu(
@@ -382,8 +487,7 @@ def tlu(x: torch.Tensor, alpha: torch.Tensor, channel_dim: int) -> torch.Tensor:
     return _TLU.apply(x, alpha, channel_dim)
 
 
-def rrelu_train(
-    x: torch.Tensor, bits: tuple[torch.Tensor, torch.Tensor], lower: float, upper: float
-) -> torch.Tensor:
-    """RReLU training fast path with the draws in ``bits`` (from :func:`random_bits`)."""
-    return _RReLU.apply(x, bits, lower, upper)
+def rrelu_train(x: torch.Tensor, key: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
+    """RReLU training fast path; the element at memory position i draws from counter i under
+    ``key`` (from :func:`draw_key`)."""
+    return _RReLU.apply(x, key, lower, upper)

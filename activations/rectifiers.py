@@ -82,9 +82,11 @@ class RReLU(Activation):
     tests at the mean slope, a different distribution and a different test slope.
 
     Draws: a = lower + (upper - lower) * (k + 1/2) / 2**14 with k uniform on {0, ..., 2**14-1},
-    i.e. U(lower, upper) at 14-bit resolution (see ``fused.random_bits`` for why). They come
-    from ``self.generator`` when it is set, else from torch's default generator of the input's
-    device. For reproducible draws set a seeded generator on the module's device::
+    i.e. U(lower, upper) at 14-bit resolution. Each forward takes one 64-bit key from
+    ``self.generator`` when it is set, else from torch's default generator of the input's
+    device; the element at memory position i then draws k from a hash of (key, i)
+    (``fused.counter_cells``, SplitMix64), computed inside the compiled kernel, so no draw is
+    stored or read. For reproducible draws set a seeded generator on the module's device::
 
         unit.generator = torch.Generator().manual_seed(0)    # CPU inputs
         unit.generator = torch.Generator("cuda").manual_seed(0)  # CUDA inputs
@@ -127,20 +129,20 @@ class RReLU(Activation):
         reference = path_for(x.numel()) == "reference"
         if not self.training:
             return self.reference_eval(x) if reference else F.leaky_relu(x, self.test_slope)
-        bits = fused.random_bits(x, self.generator)
+        key = fused.draw_key(x, self.generator)
         if reference:
-            return self.reference_train(x, bits)
-        return fused.rrelu_train(x, bits, self.lower, self.upper)
+            return self.reference_train(x, key)
+        return fused.rrelu_train(x, key, self.lower, self.upper)
 
-    def reference_train(
-        self, x: torch.Tensor, bits: tuple[torch.Tensor, torch.Tensor]
-    ) -> torch.Tensor:
-        """Plain-autograd twin of the training forward, with the draws in ``bits``.
+    def reference_train(self, x: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """Plain-autograd twin of the training forward, drawing under ``key`` as the fast path
+        does (from materialised counters).
 
         r = relu(-x) splits x without ``torch.where`` (30x an add's time on this CPU):
         (x + r) - r / a is x for x >= 0 (slope 1 at 0, where r's gradient is 0) and x / a
         below, both exactly."""
-        a = self.lower + (self.upper - self.lower) * fused.uniform_from_bits(*bits, x.dtype)
+        u = fused.uniform_cells(key, fused.memory_index(x), x.dtype)
+        a = self.lower + (self.upper - self.lower) * u
         r = torch.relu(-x)
         return ((x + r) - r / a).to(x.dtype)
 

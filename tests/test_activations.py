@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import scipy.stats
 import torch
 import torch.nn.functional as F
 import yaml
@@ -467,13 +468,84 @@ def test_rrelu_generator_makes_draws_reproducible():
 def test_random_bits_give_uniform_cells(shape):
     x = torch.empty(shape)
     hi, lo = fused.random_bits(x, torch.Generator().manual_seed(0))
-    u = fused.uniform_from_bits(hi, lo, torch.float64)
-    assert hi.shape == lo.shape == u.shape == shape
-    assert u.min() > 0 and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.02
+    cut = 2**13  # dropout's cut for p = 0.5: keeps the cells k >= cut
+    kept = fused.dropout_scale(hi, lo, cut, 2.0) > 0
+    assert hi.shape == lo.shape == kept.shape == shape
+    assert abs(kept.double().mean().item() - 0.5) < 0.05
     if x.numel() == 2**16:  # 14-bit resolution, not a handful of values
-        assert u.unique().numel() > 2**13
-        cells = (u * 2**14).floor().long()
+        cells = fused._cell(hi, lo, torch.int64).view(-1)
+        assert cells.min() >= 0 and cells.max() < 2**14 and cells.unique().numel() > 2**13
         assert torch.bincount(cells // 2**10, minlength=16).min() > 2**12 * 0.8  # flat
+
+
+def _splitmix64(seed: int, n: int) -> list[int]:
+    """Vigna's splitmix64.c, in Python integers: the independent reference for the counters."""
+    mask, out, state = 2**64 - 1, [], seed % 2**64
+    for _ in range(n):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        out.append(z ^ (z >> 31))
+    return out
+
+
+def test_counter_cells_are_splitmix64s_top_bits():
+    # splitmix64 seeded 0 starts 0xE220A8397B1DCDAF (Vigna's reference implementation)
+    assert _splitmix64(0, 1) == [0xE220A8397B1DCDAF]
+    for seed in (0, 12345, -(2**63), 2**63 - 1):
+        key = torch.tensor([seed, fused._GAMMA])
+        cells = fused.counter_cells(key, torch.arange(200)).tolist()
+        assert cells == [z >> 50 for z in _splitmix64(seed, 200)]
+
+
+def test_counter_cells_are_uniform_and_independent():
+    """Chi-square on 2**20 draws in 256 bins (scipy), lag-1 correlation, and two keys that
+    differ by one bit draw unrelated numbers."""
+    index = torch.arange(2**20)
+    k = fused.counter_cells(torch.tensor([7, fused._GAMMA]), index)
+    assert k.min() >= 0 and k.max() < 2**14
+    counts = torch.bincount(k // 2**6, minlength=256).numpy()
+    assert scipy.stats.chisquare(counts).pvalue > 1e-3
+    u = (k.double() + 0.5) / 2**14
+    assert abs(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1].item()) < 0.01
+    other = (fused.counter_cells(torch.tensor([6, fused._GAMMA]), index).double() + 0.5) / 2**14
+    assert abs(torch.corrcoef(torch.stack([u, other]))[0, 1].item()) < 0.01
+    assert (u == other).double().mean() < 2 * 2**-14  # chance agreement only
+
+
+def test_memory_index_follows_the_memory_format():
+    x = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
+    index = fused.memory_index(x)
+    assert index.shape == x.shape
+    order = fused.memory_order(x)
+    flat = fused.to_flat(x, order)
+    assert order == [0, 2, 3, 1] and flat.data_ptr() == x.data_ptr()  # a view, no copy
+    assert index[0, 1, 0, 0] == 1 and index[0, 0, 0, 1] == 3  # channels move fastest
+    back = fused.from_flat(flat, x.shape, order)
+    assert torch.equal(back, x) and back.stride() == x.stride()
+    assert torch.equal(fused.to_flat(x.contiguous(), order), flat)  # another layout: copied
+    sliced = torch.arange(24.0).view(4, 6)[:, ::2]  # not dense: counted as its contiguous copy
+    assert fused.memory_index(sliced).view(-1).tolist() == list(range(12))
+
+
+@pytest.mark.parametrize("backend_name", ["reference", "eager", "compiled"])
+def test_rrelu_draws_do_not_depend_on_the_backend(backend_name):
+    """The counters are hashed in integers, so every backend draws the same a exactly."""
+    unit = activations.build("rrelu").train()
+    x = -torch.rand(3, 8, 9, 10, dtype=torch.float64).to(memory_format=torch.channels_last) - 0.5
+    key = fused.draw_key(x, torch.Generator().manual_seed(3))
+    expected = x * (1 / (3 + 5 * fused.uniform_cells(key, fused.memory_index(x), x.dtype)))
+    g = torch.randn(x.shape, dtype=x.dtype)  # contiguous: not the input's layout
+    xr = x.clone().requires_grad_()
+    with activations.use_backend(backend_name):
+        if backend_name == "reference":
+            y = unit.reference_train(xr, key)
+        else:
+            y = fused.rrelu_train(xr, key, 3.0, 8.0)
+        y.backward(g)
+    torch.testing.assert_close(y, expected, atol=1e-15, rtol=0)
+    torch.testing.assert_close(xr.grad, g * expected / x, atol=1e-15, rtol=1e-14)
 
 
 def test_large_draws_are_chunked_yet_the_same_for_any_thread_count(monkeypatch):
@@ -494,7 +566,7 @@ def test_large_draws_are_chunked_yet_the_same_for_any_thread_count(monkeypatch):
     words = torch.cat([draws[0][0].reshape(-1), draws[0][1].reshape(-1)]).view(-1)
     chunks = words.split(2000)  # no two chunks repeat each other (distinct seeds)
     assert len({tuple(c[:64].tolist()) for c in chunks}) == len(chunks)
-    u = fused.uniform_from_bits(*draws[0], torch.float64)
+    u = (fused._cell(*draws[0], torch.float64) + 0.5) / 2**14
     assert abs(u.mean().item() - 0.5) < 0.02 and u.min() > 0 and u.max() < 1
     again = fused.random_bits(x, torch.Generator().manual_seed(6))
     assert not torch.equal(again[0], draws[0][0])

@@ -209,8 +209,10 @@ def test_rrelu_draws_leave_compiled_graphs_only_once_a_model_is_compiled(
     code = "import sys, activations, experiments.trainer; print('torch._dynamo' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
-    monkeypatch.setattr(activations.fused, "random_bits", activations.fused.random_bits)
+    for name in ("random_bits", "draw_key"):
+        monkeypatch.setattr(activations.fused, name, getattr(activations.fused, name))
     monkeypatch.setattr(torch, "compile", lambda model: model)
     cfg = tiny_config("activation=rrelu", "trainer.compile=true", "trainer.max_steps=2")
     assert run(cfg, tmp_path) == "completed"
     assert getattr(activations.fused.random_bits, "_torchdynamo_disable", False)
+    assert getattr(activations.fused.draw_key, "_torchdynamo_disable", False)
