@@ -105,24 +105,46 @@ def _mpelu_forward(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> 
     return torch.where(xw > 0, xw, neg).to(x.dtype)
 
 
+def _mpelu_exp_terms(
+    x: torch.Tensor, y: torch.Tensor | None, alpha: torch.Tensor, beta: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """alpha * exp(beta m) and exp(beta m) - 1 for m = min(x, 0), both taken from the output
+    ``y`` when it is given, with no exp: d = y - relu(x) is alpha (exp(beta m) - 1) on either
+    side of 0 (0 for x > 0), so they are d + alpha and d / alpha (alpha must not be 0)."""
+    if y is None:
+        e = torch.exp(beta * x.clamp(max=0))
+        return alpha * e, e - 1
+    d = y - x.clamp(min=0)
+    return d + alpha, d / alpha
+
+
 @kernel
 def _mpelu_grad_input(
-    g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
+    g: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
 ) -> torch.Tensor:
     gw, xw = _wide(g, alpha, beta), _wide(x, alpha, beta)
-    return torch.where(xw > 0, gw, gw * (alpha * beta) * torch.exp(beta * xw.clamp(max=0))).to(
-        g.dtype
-    )
+    yw = None if y is None else _wide(y, alpha, beta)
+    alpha_e, _ = _mpelu_exp_terms(xw, yw, alpha, beta)
+    return torch.where(xw > 0, gw, gw * beta * alpha_e).to(g.dtype)
 
 
 @kernel
 def _mpelu_grad_params(
-    g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
+    g: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-channel sums for alpha and beta, both in one reduction loop."""
-    gw, m = _wide(g, alpha, beta), _wide(x, alpha, beta).clamp(max=0)
-    e = torch.exp(beta * m)
-    return (gw * (e - 1)).sum(dim=(0, 2)), (gw * alpha * m * e).sum(dim=(0, 2))
+    gw, xw = _wide(g, alpha, beta), _wide(x, alpha, beta)
+    yw = None if y is None else _wide(y, alpha, beta)
+    alpha_e, e_minus_1 = _mpelu_exp_terms(xw, yw, alpha, beta)
+    return (gw * e_minus_1).sum(dim=(0, 2)), (gw * xw.clamp(max=0) * alpha_e).sum(dim=(0, 2))
 
 
 def _one_minus_tanh(m: torch.Tensor) -> torch.Tensor:
@@ -372,15 +394,22 @@ def _cell(hi: torch.Tensor, lo: torch.Tensor, dtype: torch.dtype) -> torch.Tenso
 
 
 def _per_channel_forward(
-    ctx: FunctionCtx, forward: Kernel, x: torch.Tensor, cdim: int, *params: torch.Tensor
+    ctx: FunctionCtx,
+    forward: Kernel,
+    x: torch.Tensor,
+    cdim: int,
+    *params: torch.Tensor,
+    keep_output: bool = False,
 ) -> torch.Tensor:
-    """The forward of a unit with per-channel parameters: save only the input and the
-    parameters, run ``forward`` on the (A, C, B) view in the input's own precision."""
+    """The forward of a unit with per-channel parameters: save the input (and the output with
+    ``keep_output``) and the parameters, run ``forward`` on the (A, C, B) view in the input's
+    own precision."""
     view = ChannelView(x, cdim)
-    ctx.save_for_backward(x, *params)
-    ctx.cdim = cdim
     with torch.autocast(x.device.type, enabled=False):
-        return view.back(forward(view.to3d(x), *(view.param(p) for p in params)))
+        y = view.back(forward(view.to3d(x), *(view.param(p) for p in params)))
+    ctx.save_for_backward(x, *((y,) if keep_output else ()), *params)
+    ctx.cdim = cdim
+    return y
 
 
 class _MPELU(torch.autograd.Function):
@@ -388,20 +417,25 @@ class _MPELU(torch.autograd.Function):
     def forward(
         ctx: FunctionCtx, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, cdim: int
     ) -> torch.Tensor:
-        return _per_channel_forward(ctx, _mpelu_forward, x, cdim, alpha, beta)
+        # the output is kept (the next layer keeps it anyway) so that the CPU backward needs no
+        # exp: MPELU's kernels are bound by exp there, about ReLU's whole forward per pass
+        return _per_channel_forward(ctx, _mpelu_forward, x, cdim, alpha, beta, keep_output=True)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, alpha, beta = ctx.saved_tensors
+        x, y, alpha, beta = ctx.saved_tensors
         view = ChannelView(x, ctx.cdim)
         g3, x3, a, b = view.to3d(g), view.to3d(x), view.param(alpha), view.param(beta)
+        # On a GPU exp is free and an extra read is not; an alpha of exactly 0 loses exp(beta m)
+        # from the output (y = 0), so such a backward takes exp too.
+        y3 = view.to3d(y) if x.device.type == "cpu" and bool(alpha.ne(0).all()) else None
         gx = ga = gb = None
         with torch.autocast(x.device.type, enabled=False):
             if ctx.needs_input_grad[0]:
-                gx = view.back(_mpelu_grad_input(g3, x3, a, b))
+                gx = view.back(_mpelu_grad_input(g3, x3, y3, a, b))
             if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:  # not for ELU
-                sum_a, sum_b = _mpelu_grad_params(g3, x3, a, b)
+                sum_a, sum_b = _mpelu_grad_params(g3, x3, y3, a, b)
                 ga = view.grad_of(alpha, sum_a) if ctx.needs_input_grad[1] else None
                 gb = view.grad_of(beta, sum_b) if ctx.needs_input_grad[2] else None
         return gx, ga, gb, None

@@ -635,6 +635,23 @@ def test_compiled_fast_path_equals_its_twin(name, params):
         torch.testing.assert_close(c, r, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("backend_name", ["eager", "compiled"])
+def test_mpelu_backward_with_a_zero_alpha_takes_exp(backend_name):
+    """The CPU backward reads exp(beta m) back from the output (y = alpha (exp(beta m) - 1));
+    an alpha of 0 zeroes that output, so the backward must compute exp instead, or alpha's
+    gradient would be 0 and the unit would stay ReLU for good."""
+    unit = activations.build("mpelu", num_channels=3, alpha=0.0).double().train()
+    with torch.no_grad():
+        unit.alpha[1] = 0.5  # one channel's alpha away from 0: the whole layer takes exp
+    x = _away_from_kinks((2, 3, 4, 5)) - 2
+    g = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ref = _run(unit, x, g, "reference")
+    fast = _run(unit, x, g, backend_name)
+    for r, f in zip(ref, fast, strict=True):
+        torch.testing.assert_close(f, r, atol=1e-12, rtol=1e-10)
+    assert fast[2][0].abs() > 0.1  # alpha's gradient in a channel where alpha is 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", LAYOUTS[1:], ids=lambda v: str(v))
 @pytest.mark.parametrize("name,params", FAST_CASES, ids=lambda v: str(v))
