@@ -563,8 +563,14 @@ def test_sweep_survives_a_failing_a_diverging_and_a_killed_job(cli_command, cli_
         "lr1000000.0": "diverged",
         "lr0.02": "running",
     }
+    # train.log is appended to by every invocation (experiments.runlog), the rerun's "nothing
+    # to do" included; every other file of a finished run stays as it was
     untouched = {
-        name: {f: (runs / name / f).stat().st_mtime_ns for f in _files(runs / name)}
+        name: {
+            f: (runs / name / f).stat().st_mtime_ns
+            for f in _files(runs / name)
+            if f != "train.log"
+        }
         for name in ("lr0.01", "lr1000000.0")
     }
 
@@ -573,11 +579,14 @@ def test_sweep_survives_a_failing_a_diverging_and_a_killed_job(cli_command, cli_
     log = rerun.stdout + rerun.stderr
     assert "lr0.01: already completed at step 100; nothing to do" in log
     assert "lr1000000.0: already diverged at step" in log
-    assert "[lr-1.0] optimizer.lr=-1.0 is out of range; must be > 0" in log
-    assert rerun.stderr.splitlines()[-1] == "error: optimizer.lr=-1.0 is out of range; must be > 0"
+    # one refused job: its own error is the sweep's last line, said once (experiments.sweep)
+    refusal = "optimizer.lr=-1.0 is out of range; must be > 0"
+    assert rerun.stderr.splitlines()[-1] == f"error: {refusal}"
+    assert log.count(refusal) == 1
     assert "[lr0.02] resuming at step" in log
     for name, stamps in untouched.items():
-        assert {f: (runs / name / f).stat().st_mtime_ns for f in _files(runs / name)} == stamps
+        assert {f: (runs / name / f).stat().st_mtime_ns for f in stamps} == stamps
+        assert "nothing to do" in (runs / name / "train.log").read_text()
     statuses = {p.name: _summary(p)["status"] for p in runs.iterdir() if (p / ".hydra").is_dir()}
     assert statuses == {
         "lr0.01": "completed",
