@@ -567,9 +567,7 @@ def test_sweep_survives_a_failing_a_diverging_and_a_killed_job(cli_command, cli_
     # to do" included; every other file of a finished run stays as it was
     untouched = {
         name: {
-            f: (runs / name / f).stat().st_mtime_ns
-            for f in _files(runs / name)
-            if f != "train.log"
+            f: (runs / name / f).stat().st_mtime_ns for f in _files(runs / name) if f != "train.log"
         }
         for name in ("lr0.01", "lr1000000.0")
     }
