@@ -591,6 +591,11 @@ def test_backend_switch_env_var_and_errors(monkeypatch):
     with activations.use_backend("auto"):  # small tensors run the twin, big ones compiled
         assert backend.path_for(backend.AUTO_MIN_NUMEL - 1) == "reference"
         assert backend.path_for(backend.AUTO_MIN_NUMEL) == "compiled"
+        quarter = backend.AUTO_MIN_NUMEL // 4  # a unit whose twin costs 4x moves the line
+        assert backend.path_for(quarter - 1, twin_cost=4) == "reference"
+        assert backend.path_for(quarter, twin_cost=4) == "compiled"
+    with activations.use_backend("reference"):
+        assert backend.path_for(backend.AUTO_MIN_NUMEL, twin_cost=4) == "reference"
     monkeypatch.setenv(backend.ENV_VAR, "turbo")
     with pytest.raises(ValueError, match="ACTLAB_ACTIVATION_BACKEND"):
         activations.get_backend()
