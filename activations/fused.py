@@ -42,7 +42,9 @@ over dims 0 and 2, i.e. over every non-channel dimension, in float32 or wider.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
@@ -319,8 +321,8 @@ def random_bits(
     words = torch.empty((n + 1) // 2, dtype=torch.int32, device=x.device)
     _fill_random(words, generator)
     raw = words.view(torch.uint8)
-    strides = torch.empty_like(x, dtype=torch.uint8).stride()  # x's memory format
-    return raw.as_strided(x.shape, strides, 0), raw.as_strided(x.shape, strides, n)
+    order = memory_order(x)  # laid out as x is
+    return from_flat(raw[:n], x.shape, order), from_flat(raw[n : 2 * n], x.shape, order)
 
 
 #: words per independently seeded chunk of a large CPU draw (see ``_fill_random``)
@@ -371,12 +373,16 @@ def keep_draws_out_of_compiled_graphs() -> None:
     takes effect.
     """
     global random_bits, draw_key
-    if not getattr(random_bits, "_actlab_uncompiled", False):
-        random_bits = torch.compiler.disable(random_bits)
-        random_bits._actlab_uncompiled = True  # type: ignore[attr-defined]
-    if not getattr(draw_key, "_actlab_uncompiled", False):
-        draw_key = torch.compiler.disable(draw_key)
-        draw_key._actlab_uncompiled = True  # type: ignore[attr-defined]
+    random_bits, draw_key = _uncompiled(random_bits), _uncompiled(draw_key)
+
+
+def _uncompiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` marked to run outside compiled graphs, once (marking it again is a no-op)."""
+    if getattr(fn, "_actlab_uncompiled", False):
+        return fn
+    fn = torch.compiler.disable(fn)
+    fn._actlab_uncompiled = True  # type: ignore[attr-defined]
+    return fn
 
 
 @kernel

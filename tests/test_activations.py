@@ -507,9 +507,9 @@ def test_counter_cells_are_uniform_and_independent():
     assert k.min() >= 0 and k.max() < 2**14
     counts = torch.bincount(k // 2**6, minlength=256).numpy()
     assert scipy.stats.chisquare(counts).pvalue > 1e-3
-    u = (k.double() + 0.5) / 2**14
+    u = fused.uniform_cells(torch.tensor([7, fused._GAMMA]), index, torch.float64)
     assert abs(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1].item()) < 0.01
-    other = (fused.counter_cells(torch.tensor([6, fused._GAMMA]), index).double() + 0.5) / 2**14
+    other = fused.uniform_cells(torch.tensor([6, fused._GAMMA]), index, torch.float64)
     assert abs(torch.corrcoef(torch.stack([u, other]))[0, 1].item()) < 0.01
     assert (u == other).double().mean() < 2 * 2**-14  # chance agreement only
 
