@@ -100,19 +100,22 @@ def path_for(numel: int, twin_cost: int = 1) -> str:
 class Kernel:
     """A pure tensor function that runs eagerly or through ``torch.compile``, per the switch.
 
-    The first positional argument decides (its size, for ``auto``). Inside a region that is
-    itself being compiled (the trainer compiling a whole model) the plain function is traced
-    instead, so the outer compile fuses it with its neighbours.
+    The first positional argument decides (its size, for ``auto``, weighted by the unit's
+    ``twin_cost`` as in :func:`path_for`, so that the kernel runs compiled exactly when its unit
+    chose the fast path over the twin). Inside a region that is itself being compiled (the
+    trainer compiling a whole model) the plain function is traced instead, so the outer compile
+    fuses it with its neighbours.
     """
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], twin_cost: int = 1) -> None:
         self.fn = fn
+        self.twin_cost = twin_cost
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
         self._compiled: Callable[..., Any] | None = None
 
     def __call__(self, *args: Any) -> Any:
-        if torch.compiler.is_compiling() or path_for(args[0].numel()) != "compiled":
+        if torch.compiler.is_compiling() or path_for(args[0].numel(), self.twin_cost) != "compiled":
             return self.fn(*args)
         if self._compiled is None:
             self._compiled = torch.compile(self.fn, dynamic=True, fullgraph=True)
@@ -137,6 +140,9 @@ def _give_up_compiling(name: str, err: Exception) -> None:
     )
 
 
-def kernel(fn: Callable[..., Any]) -> Kernel:
-    """Decorator: make ``fn`` a :class:`Kernel`."""
-    return Kernel(fn)
+def kernel(fn: Callable[..., Any] | None = None, *, twin_cost: int = 1) -> Any:
+    """Decorator: make ``fn`` a :class:`Kernel`; ``@kernel(twin_cost=n)`` for a unit whose
+    twin is n times dearer (see :func:`path_for`)."""
+    if fn is None:
+        return lambda f: Kernel(f, twin_cost)
+    return Kernel(fn, twin_cost)

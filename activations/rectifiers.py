@@ -126,10 +126,7 @@ class RReLU(Activation):
         return self.training
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the twin hashes its draws in eager int64 ops, about 3x the cost of the word buffer it
-        # replaced: 47 against 15 ms forward+backward on a 64x32x16x16 map, one thread; so maps
-        # from a quarter of the usual size run compiled under ``auto``
-        reference = path_for(x.numel(), twin_cost=4) == "reference"
+        reference = path_for(x.numel(), fused.RRELU_TWIN_COST) == "reference"
         if not self.training:
             return self.reference_eval(x) if reference else F.leaky_relu(x, self.test_slope)
         key = fused.draw_key(x, self.generator)
