@@ -24,6 +24,7 @@ from torch import nn
 import activations
 from experiments.data import build_task
 from experiments.denormals import flush_denormals
+from experiments.heap import reuse_freed_memory
 from experiments.inits import initialize
 from experiments.models import build_model
 from experiments.optim import Schedule, build_optimizer, build_schedule
@@ -126,6 +127,7 @@ def build(cfg: DictConfig) -> Components:
     activations.set_backend(cfg.trainer.activation_backend)  # null: env var or library default
     if not flush_denormals(cfg.trainer.flush_denormal) and cfg.trainer.flush_denormal:
         log.warning("trainer.flush_denormal=true: this CPU cannot flush denormals; ignored")
+    reuse_freed_memory(cfg.trainer.reuse_freed_memory)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     task = build_task_of(cfg, device)
     model = build_model_of(cfg, task).to(device)

@@ -84,6 +84,7 @@ class TrainerConfig:
     channels_last: bool = True
     compile: bool = False
     flush_denormal: bool = False
+    reuse_freed_memory: bool = True
     #: activations.BACKENDS, spelled out so this module needs no torch import
     activation_backend: str | None = field(
         default=None, metadata=_choices("auto", "compiled", "eager", "reference")

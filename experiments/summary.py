@@ -96,6 +96,7 @@ def new_summary(cfg: DictConfig, parts: Components) -> dict[str, Any]:
         "channels_last": trainer.channels_last,
         "compile": trainer.compile,
         "flush_denormal": trainer.flush_denormal,
+        "reuse_freed_memory": trainer.reuse_freed_memory,
         "compile_s": None,
         "activation_backend": activations.get_backend(),
         **environment(),

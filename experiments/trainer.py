@@ -15,7 +15,9 @@ kernels, see activations.backend), ``flush_denormal`` (subnormal floats read and
 zero on the CPU, on every OpenMP thread (experiments.denormals): tiny gradients and GRU states
 underflow into subnormals, whose arithmetic is many times slower; NIN with ELU trained 1.7x
 faster without them, a ReLU GRU 2.2x (scripts/bench_train.py); off by default because it
-changes values below 1.2e-38).
+changes values below 1.2e-38), ``reuse_freed_memory`` (on by default: glibc's malloc keeps freed
+blocks for the next step instead of unmapping them, so large tensors stop page-faulting on
+every step; experiments.heap).
 
 The first step of every process runs with the clock paused, because it is where torch.compile
 and the activation kernels compile (tens of seconds on a CPU); its wall time is ``compile_s`` in

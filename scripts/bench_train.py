@@ -8,7 +8,9 @@ channels_last for the image models; channels_last does not apply to the GRU). Im
 are also timed in a reference loop written here the way a tutorial would: a torchvision
 DataLoader over the same uint8 images with per-sample ``transforms.v2`` RandomCrop(32, padding=4)
 and RandomHorizontalFlip, normalisation with the same statistics, eager, fp32, NCHW, with the
-same model (relu) and SGD settings, never with flushed denormals. The data column is the
+same model (relu) and SGD settings, never with flushed denormals, and in the same process, so
+under the same allocator setting (``trainer.reuse_freed_memory``, on unless
+``--unmap-freed-memory``; experiments.heap). The data column is the
 task's ``train_batch`` time as a share of the eager step. Each timing runs ``--warmup``
 untimed steps first (compiles happen there) and reports images (or characters) per second over
 ``--steps`` timed steps.
@@ -16,7 +18,7 @@ untimed steps first (compiles happen there) and reports images (or characters) p
     python scripts/bench_train.py [--device cpu|cuda] [--threads N] [--steps 10] [--batch 128]
         [--models nin plainnet chargru] [--acts relu lrelu prelu rrelu elu mpelu tlu]
         [--options eager channels_last compile both bf16] [--flush-denormal] [--profile K]
-        [--quick]
+        [--unmap-freed-memory] [--quick]
 
 Ratios: ``xref`` is the best fp32 option over the reference loop, ``xrelu`` the best fp32
 option over relu's best for the same model (tanh's for the GRU, its own unit), ``xrelu16``
@@ -51,6 +53,7 @@ from activations import use_backend
 from experiments.components import build
 from experiments.data.images import derived_seed
 from experiments.data.shapes import generate_shapes
+from experiments.heap import reuse_freed_memory
 from experiments.precision import CPUINFO, cpu_flags, native_bf16
 from experiments.rundir import RunDir
 from experiments.train import CONFIG_DIR
@@ -284,6 +287,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
                 f"trainer.compile={str(compiled).lower()}",
                 f"trainer.precision={precision}",
                 f"trainer.flush_denormal={str(args.flush_denormal).lower()}",
+                f"trainer.reuse_freed_memory={str(not args.unmap_freed_memory).lower()}",
             )
             try:
                 rate, data_s = ours(cfg, args)
@@ -380,6 +384,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
         "--flush-denormal", action="store_true", help="trainer.flush_denormal for ours"
     )
     parser.add_argument(
+        "--unmap-freed-memory",
+        action="store_true",
+        help="trainer.reuse_freed_memory=false for ours and the reference loop",
+    )
+    parser.add_argument(
         "--profile", type=int, default=0, metavar="K", help="print each step's K costliest ops"
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 steps, no compile")
@@ -389,6 +398,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         args.steps, args.warmup = min(args.steps, 2), 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    # process-wide, so the reference loop runs under the same allocator setting as ours
+    reuse_freed_memory(not args.unmap_freed_memory)
     device = torch.device(args.device)
     size = 256 if args.quick else 2048
     peaks = {"fp32": matmul_peak(torch.float32, device, size)}
@@ -403,7 +414,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         f"{platform.python_version()}, {cpu_name()}, "
         f"device {args.device}, threads {torch.get_num_threads()}, batch "
         f"{args.batch or 'config'}, steps {args.steps} (+{args.warmup} warm-up), "
-        f"flush_denormal {args.flush_denormal}, native bf16 {native_bf16()}, "
+        f"flush_denormal {args.flush_denormal}, reuse_freed_memory "
+        f"{not args.unmap_freed_memory}, native bf16 {native_bf16()}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, matmul peak GFLOP/s fp32 "
         f"{peaks['fp32']:.0f} bf16 {peaks['bf16']:.0f}"
     )
