@@ -8,6 +8,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+#: f(x_t, t): the unit applied to step t of a sequence (see ``Activation.over_sequence``)
+StepFunction = Callable[[torch.Tensor, int], torch.Tensor]
+
 
 class Activation(nn.Module):
     """Base class of every registered unit.
@@ -35,6 +38,23 @@ class Activation(nn.Module):
         recomputes the unit (the GRU's backward) must then repeat each call as it was made;
         otherwise it may recompute many calls' inputs in one call."""
         return False
+
+    def over_sequence(self, like: torch.Tensor) -> StepFunction:
+        """How a recurrence applies the unit to step t of a sequence shaped like ``like``
+        (T, ...): a function f(x_t, t), called for t = 0, 1, ... in order, through the
+        module (so forward hooks see every step).
+
+        Contract: the steps' outputs equal those of one ``forward`` over the whole sequence
+        called from the same generator state, so code that recomputes the unit (the GRU's
+        backward) makes that one call. A unit that draws random numbers overrides this to draw
+        the whole sequence's numbers at once; the default, one plain call per step, keeps the
+        contract only for units that draw none.
+        """
+        if self.draws_random:
+            raise NotImplementedError(
+                f"{type(self).__name__} draws random numbers but does not define over_sequence"
+            )
+        return lambda x, t: self(x)
 
     def out_channels(self, in_channels: int) -> int:
         """Channels out for ``in_channels`` in (CReLU doubles them, Maxout divides them)."""

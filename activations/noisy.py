@@ -31,11 +31,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from activations.base import Activation, Pointwise
+from activations.base import Activation, Pointwise, StepFunction
 from activations.registry import register
 
 #: E|xi| for xi ~ N(0, 1): the half-normal noise's mean, used in place of the noise at evaluation.
 HALF_NORMAL_MEAN = math.sqrt(2.0 / math.pi)
+
+
+def _standard_normal(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """N(0, 1) draws shaped like ``like``, from ``generator`` (else the device's default)."""
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
 
 
 def hard_tanh(x: torch.Tensor) -> torch.Tensor:
@@ -112,17 +117,25 @@ class NoisyHard(Activation):
         sign = math.copysign(1.0, 1.0 - self.alpha) if self.alpha != 1.0 else 0.0
         return -torch.sign(x) * sign * sigma
 
-    def half_normal(self, x: torch.Tensor) -> torch.Tensor | float:
-        """|xi| while training, its mean sqrt(2/pi) at evaluation."""
+    def half_normal(self, x: torch.Tensor, xi: torch.Tensor | None) -> torch.Tensor | float:
+        """|xi| while training (drawn here unless given), its mean sqrt(2/pi) at evaluation."""
         if not self.training:
             return HALF_NORMAL_MEAN
-        xi = torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
-        return xi.abs()
+        return (_standard_normal(x, self.generator) if xi is None else xi).abs()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def over_sequence(self, like: torch.Tensor) -> StepFunction:
+        """Draws the whole sequence's xi at once, as one call on it would."""
+        if not self.training:
+            return super().over_sequence(like)
+        xi = _standard_normal(like, self.generator)
+        return lambda x, t: self(x, xi[t])
+
+    def forward(self, x: torch.Tensor, xi: torch.Tensor | None = None) -> torch.Tensor:
+        """``xi``: the N(0, 1) draws to use in training instead of drawing them here."""
         self.channels_in(x, self.p)
         hx, ux = self.h(x), self.u(x)
-        return self.alpha * hx + (1.0 - self.alpha) * ux + self.noise_scale(x) * self.half_normal(x)
+        noise = self.noise_scale(x) * self.half_normal(x, xi)
+        return self.alpha * hx + (1.0 - self.alpha) * ux + noise
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, c={self.c}, channels={self.p.numel()}, {super().extra_repr()}"
@@ -187,10 +200,19 @@ class NoisyReLU(Activation):
     def draws_random(self) -> bool:
         return self.training
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def over_sequence(self, like: torch.Tensor) -> StepFunction:
+        """Draws the whole sequence's xi at once, as one call on it would."""
+        if not self.training:
+            return super().over_sequence(like)
+        xi = _standard_normal(like, self.generator)
+        return lambda x, t: self(x, xi[t])
+
+    def forward(self, x: torch.Tensor, xi: torch.Tensor | None = None) -> torch.Tensor:
+        """``xi``: the N(0, 1) draws to use in training instead of drawing them here."""
         if not self.training:
             return F.relu(x)
-        xi = torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
+        if xi is None:
+            xi = _standard_normal(x, self.generator)
         return F.relu(x + self.c * xi)
 
     def extra_repr(self) -> str:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from activations import fused
 from activations.backend import path_for
-from activations.base import Activation, Pointwise
+from activations.base import Activation, Pointwise, StepFunction
 from activations.registry import register
 
 
@@ -125,7 +125,24 @@ class RReLU(Activation):
     def draws_random(self) -> bool:
         return self.training
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def over_sequence(self, like: torch.Tensor) -> StepFunction:
+        """Draws the whole sequence's slopes 1/a at once, under one key, as one call on it
+        would (step t's elements take the counters of their positions in the sequence); each
+        step then costs two ops, where the per-call draw cost a GRU step about 25 (250 us)."""
+        if not self.training:
+            return super().over_sequence(like)
+        key = fused.draw_key(like, self.generator)
+        slope = fused.rrelu_slopes(like, key, self.lower, self.upper)
+        return lambda x, t: self(x, slope[t])
+
+    def forward(self, x: torch.Tensor, slope: torch.Tensor | None = None) -> torch.Tensor:
+        """``slope``: in training, the negative-side slopes 1/a to use instead of drawing."""
+        if self.training and slope is not None:
+            # max(x, x / a) is x / a below 0 and x above when a >= 1, exactly, in two ops where
+            # torch.where takes 4x as long (18 against 4.3 us on a GRU step's 50x128, 2 threads)
+            if self.lower >= 1:
+                return torch.maximum(x, x * slope)
+            return torch.where(x >= 0, x, x * slope)
         reference = path_for(x.numel(), fused.RRELU_TWIN_COST) == "reference"
         if not self.training:
             return self.reference_eval(x) if reference else F.leaky_relu(x, self.test_slope)

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf, open_dict
 from torch import nn
 
 import activations
+from activations import fused
 from experiments import sample as sampling
 from experiments.data import build_task
 from experiments.inits import initialize
@@ -114,6 +115,22 @@ class StepByStep(nn.Module):
         super().__init__()
         self.model, self.variant = model, variant
 
+    @staticmethod
+    def sequence_draws(act, shape, dtype):
+        """The candidate unit at step t, f(v, t), with a random unit's draws made for the whole
+        sequence when the layer starts, as documented: RReLU takes one key and step t's element
+        (b, j) counter (t * B + b) * H + j; the noisy units draw N(0, 1) for all steps at once."""
+        if not act.draws_random:
+            return lambda v, t: act(v)
+        if isinstance(act, activations.build("rrelu").__class__):
+            key = fused.draw_key(torch.empty(0, dtype=dtype), act.generator)
+            T, B, H = shape
+            cells = torch.arange(T * B * H).view(T, B, H)
+            a = act.lower + (act.upper - act.lower) * fused.uniform_cells(key, cells, dtype)
+            return lambda v, t: torch.where(v >= 0, v, v / a[t])
+        xi = torch.randn(shape, generator=act.generator, dtype=dtype)
+        return lambda v, t: act(v, xi[t])
+
     def forward(self, x, hidden):
         m = self.model
         seq = F.one_hot(x, m.vocab_size).to(m.decoder.weight.dtype)
@@ -124,14 +141,15 @@ class StepByStep(nn.Module):
             u_r, u_z, u_n = layer.hh.weight.chunk(3)
             c_r, c_z, c_n = layer.hh.bias.chunk(3)
             h, outs = hidden[k], []
-            for xt in seq:
+            candidate = self.sequence_draws(layer.act, (len(seq), *h.shape), h.dtype)
+            for t, xt in enumerate(seq):
                 r = torch.sigmoid(xt @ w_r.T + b_r + h @ u_r.T + c_r)
                 z = torch.sigmoid(xt @ w_z.T + b_z + h @ u_z.T + c_z)
                 if self.variant == "charrnn":
-                    n = layer.act(xt @ w_n.T + b_n + (r * h) @ u_n.T + c_n)
+                    n = candidate(xt @ w_n.T + b_n + (r * h) @ u_n.T + c_n, t)
                     h = z * n + (1 - z) * h
                 else:
-                    n = layer.act(xt @ w_n.T + b_n + r * (h @ u_n.T + c_n))
+                    n = candidate(xt @ w_n.T + b_n + r * (h @ u_n.T + c_n), t)
                     h = (1 - z) * n + z * h
                 outs.append(h)
             seq = torch.stack(outs)
@@ -155,12 +173,21 @@ def grads(model: nn.Module) -> dict[str, torch.Tensor]:
         ("elu", {}, torch.float64),
         ("mpelu", {}, torch.float64),  # two per-channel parameters through the batched recompute
         ("sigmoid", {}, torch.float64),
-        ("rrelu", {}, torch.float64),  # random slopes in training: the backward must replay them
+        # random units in training: the backward must replay the forward's draws
+        ("rrelu", {}, torch.float64),
+        ("rrelu", {"generator": 5}, torch.float64),  # from the unit's own generator
+        ("noisy_relu", {}, torch.float64),
+        ("noisy_hard_tanh", {"generator": 6}, torch.float64),
     ],
 )
 def test_matches_step_by_step_reference(variant, name, params, dtype) -> None:
     torch.manual_seed(3)
+    params = dict(params)  # parametrize shares one dict between the variants
+    seed = params.pop("generator", None)
     model = chargru(8, unit(name, **params), hidden_size=6, num_layers=2, variant=variant).to(dtype)
+    if seed is not None:
+        for layer in model.layers:
+            layer.act.generator = torch.Generator().manual_seed(seed)
     if name == "tlu":  # distinct per-unit slopes, so a mix-up of channels would show
         with torch.no_grad():
             for layer in model.layers:
@@ -170,6 +197,9 @@ def test_matches_step_by_step_reference(variant, name, params, dtype) -> None:
     ours = run(model, x, h0)
     ours_grads = grads(model)
     torch.manual_seed(11)
+    if seed is not None:
+        for layer in model.layers:
+            layer.act.generator.manual_seed(seed)
     theirs = run(StepByStep(model, variant), x, h0)
     theirs_grads = grads(model)
     for a, b in zip(ours, theirs, strict=True):

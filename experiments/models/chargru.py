@@ -40,24 +40,32 @@ VARIANTS = ("pytorch", "charrnn")
 EMBEDDINGS = ("onehot", "embed")
 
 
+def _generators(act: Activation, device: torch.device) -> list[torch.Generator]:
+    """The generators ``act`` may draw from on ``device``: the device's default one and the
+    unit's own (``unit.generator``, as RReLU and the noisy units have), when set."""
+    if device.type == "cuda":
+        default = torch.cuda.default_generators[device.index or torch.cuda.current_device()]
+    else:
+        default = torch.default_generator
+    own = getattr(act, "generator", None)
+    return [default] + ([own] if isinstance(own, torch.Generator) else [])
+
+
 @contextlib.contextmanager
-def _replayed_rng(device: torch.device, state: torch.Tensor) -> Iterator[None]:
-    """Run a block with ``device``'s generator set to ``state``, restoring it afterwards.
+def _replayed_rng(saved: list[tuple[torch.Generator, torch.Tensor]]) -> Iterator[None]:
+    """Run a block with each generator set to its saved state, restoring them afterwards.
 
     The backward pass re-runs the activation; a stochastic unit (RReLU's random slopes) must
     draw the same numbers as in the forward pass, as torch.utils.checkpoint does.
     """
-    cuda = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        if cuda:
-            torch.cuda.set_rng_state(state, device)
-        else:
-            torch.set_rng_state(state)
+    now = [(g, g.get_state()) for g, _ in saved]
+    for g, state in saved:
+        g.set_state(state)
+    try:
         yield
-
-
-def _rng_state(device: torch.device) -> torch.Tensor:
-    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+    finally:
+        for g, state in now:
+            g.set_state(state)
 
 
 class _Recurrence(torch.autograd.Function):
@@ -87,7 +95,7 @@ class _Recurrence(torch.autograd.Function):
     ) -> tuple[torch.Tensor, ...]:
         steps, batch, h3 = xp.shape
         hid = h3 // 3
-        ctx.rng = _rng_state(xp.device)
+        ctx.rng = [(g, g.get_state()) for g in _generators(act, xp.device)]
         ctx.set_materialize_grads(False)
         states = xp.new_empty(steps + 1, batch, hid)  # [h0, h1, ..., hT]: no copies to shift
         states[0] = h0
@@ -95,6 +103,7 @@ class _Recurrence(torch.autograd.Function):
         gates = xp.new_empty(steps, batch, 2 * hid)  # sigmoid outputs [r, z]
         pre = xp.new_empty(steps, batch, hid)  # the activation's inputs
         h = h0
+        step = act.over_sequence(pre)  # a unit that draws random numbers draws them all here
         if variant == "pytorch":
             # Same operations in the same order as ATen's GRU cell, so tanh matches nn.GRU.
             weight_t = weight.t()
@@ -102,7 +111,7 @@ class _Recurrence(torch.autograd.Function):
                 hp = torch.addmm(bias, h, weight_t, out=hproj[t])
                 g = torch.add(hp[:, : 2 * hid], xp[t, :, : 2 * hid], out=gates[t]).sigmoid_()
                 a = torch.add(xp[t, :, 2 * hid :], hp[:, 2 * hid :] * g[:, :hid], out=pre[t])
-                n = act(a)
+                n = step(a, t)
                 h = torch.add((h - n).mul_(g[:, hid:]), n, out=states[t + 1])
         else:
             w_rz_t, w_n_t = weight[: 2 * hid].t(), weight[2 * hid :].t()
@@ -113,7 +122,7 @@ class _Recurrence(torch.autograd.Function):
                 g = torch.add(hp[:, : 2 * hid], xp[t, :, : 2 * hid], out=gates[t]).sigmoid_()
                 torch.addmm(b_n, g[:, :hid] * h, w_n_t, out=hp[:, 2 * hid :])
                 a = torch.add(xp[t, :, 2 * hid :], hp[:, 2 * hid :], out=pre[t])
-                n = act(a)
+                n = step(a, t)
                 h = torch.addcmul(h, g[:, hid:], n - h, out=states[t + 1])
         ctx.save_for_backward(weight, states, gates, pre, hproj)
         ctx.variant, ctx.act = variant, act
@@ -131,13 +140,12 @@ class _Recurrence(torch.autograd.Function):
         if dout is None:
             dout = torch.zeros_like(out)
 
-        with _replayed_rng(out.device, ctx.rng), torch.enable_grad():
-            # .forward, not __call__, so that observers' hooks see each forward step once.
+        with _replayed_rng(ctx.rng), torch.enable_grad():
+            # One call for all steps, with the steps' draws (the over_sequence contract): a
+            # composite unit such as TLU's twin then costs 1/T of the ops. .forward, not
+            # __call__, so that observers' hooks see each forward step once.
             pre_leaf = pre.detach().requires_grad_()
-            if ctx.act.draws_random:  # one call per step as in the forward pass, same draws
-                recomputed = torch.stack([ctx.act.forward(a) for a in pre_leaf.unbind(0)])
-            else:  # elementwise: one call for all steps (a composite unit such as TLU's
-                recomputed = ctx.act.forward(pre_leaf)  # twin then costs 1/T of the ops)
+            recomputed = ctx.act.forward(pre_leaf)
             (dact,) = torch.autograd.grad(
                 recomputed, pre_leaf, torch.ones_like(recomputed), retain_graph=bool(act_params)
             )
