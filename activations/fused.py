@@ -90,6 +90,19 @@ class ChannelView:
         return g.to(p.dtype)
 
 
+#: How much dearer a unit's plain-autograd twin is than its compiled kernels, which moves
+#: ``auto``'s threshold down by that factor (``backend.path_for``). Forward+backward with the
+#: parameter gradients over a GRU's 50x50x128 sequence (the recompute in its backward), 2
+#: threads: MPELU's twin 2.78 ms against 1.72 compiled, PReLU's (``F.prelu``) 1.84 against 1.14;
+#: TLU's twin (1.45 against 1.86) and ELU's (``F.elu``, 0.54 against 1.04) keep the default.
+#: ELU runs MPELU's kernels, but its unit only calls them from AUTO_MIN_NUMEL up. RReLU's twin
+#: hashes its draws in eager int64 ops: 47 against 15 ms forward+backward for the word buffer it
+#: replaced on a 64x32x16x16 map, one thread.
+MPELU_TWIN_COST = 4
+PRELU_TWIN_COST = 4
+RRELU_TWIN_COST = 4
+
+
 def _wide(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
     """``x`` in the dtype the arithmetic runs in: at least the parameters' (bf16 x, fp32 alpha)."""
     dtype = x.dtype
@@ -102,7 +115,7 @@ def _wide(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
 # Kernels: pure functions of (A, C, B) tensors and (C, 1) parameters.
 
 
-@kernel
+@kernel(twin_cost=MPELU_TWIN_COST)
 def _mpelu_forward(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
     xw = _wide(x, alpha, beta)
     neg = alpha * (torch.exp(beta * xw.clamp(max=0)) - 1)
@@ -122,7 +135,7 @@ def _mpelu_exp_terms(
     return d + alpha, d / alpha
 
 
-@kernel
+@kernel(twin_cost=MPELU_TWIN_COST)
 def _mpelu_grad_input(
     g: torch.Tensor,
     x: torch.Tensor,
@@ -136,7 +149,7 @@ def _mpelu_grad_input(
     return torch.where(xw > 0, gw, gw * beta * alpha_e).to(g.dtype)
 
 
-@kernel
+@kernel(twin_cost=MPELU_TWIN_COST)
 def _mpelu_grad_params(
     g: torch.Tensor,
     x: torch.Tensor,
@@ -175,13 +188,13 @@ def _tlu_grad_alpha(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> to
     return (gw * (1 - _one_minus_tanh(xw.clamp(max=0)))).sum(dim=(0, 2))
 
 
-@kernel
+@kernel(twin_cost=PRELU_TWIN_COST)
 def _prelu_forward(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     xw = _wide(x, w)
     return torch.where(xw > 0, xw, w * xw).to(x.dtype)
 
 
-@kernel
+@kernel(twin_cost=PRELU_TWIN_COST)
 def _prelu_backward(
     g: torch.Tensor, x: torch.Tensor, w: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,12 +202,6 @@ def _prelu_backward(
     gw, xw = _wide(g, w), _wide(x, w)
     gx = torch.where(xw > 0, gw, w * gw).to(g.dtype)
     return gx, (gw * xw.clamp(max=0)).sum(dim=(0, 2))
-
-
-#: RReLU's twin hashes its draws in eager int64 ops, about 3x the cost of the word buffer it
-#: replaced (47 against 15 ms forward+backward on a 64x32x16x16 map, one thread), so under
-#: ``auto`` its kernels compile from a quarter of the usual size (``backend.path_for``)
-RRELU_TWIN_COST = 4
 
 
 def _rrelu_inverse_a(
