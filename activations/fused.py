@@ -4,8 +4,8 @@ MPELU, TLU, ELU and PReLU.
 Written with torch.where/exp/tanh and left to autograd, RReLU, MPELU and TLU cost 5-8x ReLU's
 forward+backward on CPU and keep several input-sized tensors alive for backward; torch's ELU
 and PReLU (``F.elu``, ``F.prelu``) took 2.6x and 7x ReLU's time on bf16 maps on this CPU. Here
-each is an ``autograd.Function`` that saves one input-sized tensor (the input; for RReLU its
-output, which the next layer keeps anyway) plus its parameters, computes gradients
+each is an ``autograd.Function`` that saves one input-sized tensor (the input; MPELU also its
+output, which the next layer keeps anyway; RReLU its slopes) plus its parameters, computes gradients
 analytically, and runs its elementwise work as a few pure
 :class:`~activations.backend.Kernel` functions that ``torch.compile`` fuses into one loop
 each (see ``activations.backend`` for the switch). ELU is MPELU's kernels with alpha fixed
@@ -30,7 +30,8 @@ Choices the measurements forced (docs/papers.md §9 and our bench):
   the CPU MPELU's backward takes alpha exp(beta m) from the saved output instead
   (``_mpelu_exp_terms``): forward+backward 80.1 to 48.2 ms on that map in bf16.
 - RReLU draws its slopes from a hash of each element's position (``counter_cells``) inside
-  its kernels, in the forward and again in the backward, instead of storing them.
+  its forward kernel and keeps them for the backward: once page faults stopped dominating
+  (experiments.heap), hashing again in the backward cost more than the stored tensor.
 
 Per-channel layout: every kernel sees a 3-d view (A, C, B) with the channels in the middle and
 the parameters as (C, 1). Channel-first maps (N, C, H, W) give (N, C, H*W); channels-last data,
@@ -225,18 +226,15 @@ def _rrelu_slopes(x: torch.Tensor, key: torch.Tensor, lower: float, upper: float
 
 
 @kernel(twin_cost=RRELU_TWIN_COST)
-def _rrelu_forward(x: torch.Tensor, key: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
-    return x * _rrelu_slope(x, key, lower, upper)
-
-
-@kernel(twin_cost=RRELU_TWIN_COST)
-def _rrelu_backward(
-    g: torch.Tensor, y: torch.Tensor, key: torch.Tensor, lower: float, upper: float
-) -> torch.Tensor:
-    """The input gradient from the output: y has x's sign (a > 0), so the slopes are redrawn
-    from the same counters rather than stored (an extra input-sized tensor written in the
-    forward cost more than the hash on this CPU)."""
-    return g * _rrelu_slope(y, key, lower, upper)
+def _rrelu_forward(
+    x: torch.Tensor, key: torch.Tensor, lower: float, upper: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output and the slopes it used, kept for the backward (g * slope). Redrawing them there
+    from the output instead saves that tensor but costs the hash again: forward+backward on a
+    25.2M-element map 63-71 against 47-53 ms in bf16, 47-53 against 38-40 in fp32 (2 threads,
+    freed memory reused, experiments.heap)."""
+    slope = _rrelu_slope(x, key, lower, upper)
+    return x * slope, slope
 
 
 # ----------------------------------------------------------------------------------------------
@@ -516,19 +514,17 @@ class _RReLU(torch.autograd.Function):
     ) -> torch.Tensor:
         order = memory_order(x)
         with torch.autocast(x.device.type, enabled=False):
-            y = from_flat(_rrelu_forward(to_flat(x, order), key, lower, upper), x.shape, order)
-        ctx.save_for_backward(y, key)  # y is what the next layer keeps anyway
-        ctx.order, ctx.bounds = order, (lower, upper)
-        return y
+            y, slope = _rrelu_forward(to_flat(x, order), key, lower, upper)
+        ctx.save_for_backward(slope)  # flat, in x's memory order
+        ctx.order, ctx.shape = order, x.shape
+        return from_flat(y, x.shape, order)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        y, key = ctx.saved_tensors
-        order = ctx.order
-        with torch.autocast(y.device.type, enabled=False):
-            gx = _rrelu_backward(to_flat(g, order), to_flat(y, order), key, *ctx.bounds)
-        return from_flat(gx, y.shape, order), None, None, None
+        (slope,) = ctx.saved_tensors
+        gx = to_flat(g, ctx.order) * slope
+        return from_flat(gx, ctx.shape, ctx.order), None, None, None
 
 
 def mpelu(
