@@ -454,6 +454,33 @@ def test_rrelu_training_draws_a_uniform_in_lower_upper(backend_name):
     assert not torch.equal(slopes, again)  # fresh draws every forward, per element
 
 
+@pytest.mark.parametrize("name", activations.names())
+def test_over_sequence_steps_equal_one_call_over_the_sequence(name):
+    """The contract the GRU's backward relies on: stepping through a sequence with
+    over_sequence gives what one forward over the whole sequence gives from the same generator
+    state, for every registered unit in training mode (random ones included)."""
+    unit = activations.build(name, num_channels=4, channel_dim=-1).double().train()
+    if unit.out_channels(4) != 4:  # crelu, maxout: no GRU candidate
+        pytest.skip(f"{name} changes the channel count")
+    seq = torch.randn(5, 3, 4, dtype=torch.float64)
+    torch.manual_seed(1)
+    step = unit.over_sequence(seq)
+    steps = torch.stack([step(x, t) for t, x in enumerate(seq)])
+    torch.manual_seed(1)
+    torch.testing.assert_close(steps, unit(seq), rtol=1e-12, atol=1e-12)
+
+
+def test_a_random_unit_without_over_sequence_is_refused():
+    class Noisy(activations.Activation):
+        draws_random = True
+
+        def forward(self, x):
+            return x + torch.randn_like(x)
+
+    with pytest.raises(NotImplementedError, match="Noisy draws random numbers"):
+        Noisy().over_sequence(torch.empty(2, 3))
+
+
 def test_rrelu_generator_makes_draws_reproducible():
     unit = activations.build("rrelu").train()
     x = -torch.rand(3, 4, 5)
