@@ -18,23 +18,28 @@ untimed steps first (compiles happen there) and reports images (or characters) p
     python scripts/bench_train.py [--device cpu|cuda] [--threads N] [--steps 10] [--batch 128]
         [--models nin plainnet chargru] [--acts relu lrelu prelu rrelu elu mpelu tlu]
         [--options eager channels_last compile both bf16] [--flush-denormal] [--profile K]
-        [--unmap-freed-memory] [--quick]
+        [--unmap-freed-memory] [--interleave] [--quick]
 
 Ratios: ``xref`` is the best fp32 option over the reference loop, ``xrelu`` the best fp32
 option over relu's best for the same model (tanh's for the GRU, its own unit), ``xrelu16``
 the same for the bf16 column, ``xbf16`` the bf16 column over the best fp32 option. An option
 that fails (a compiler error) is shown as ``fail`` and left out of the best. bf16 is only fast
 where the CPU has native bf16 (the footer says; experiments/precision.py). ``--repeats R``
-measures every cell R times, interleaved, and keeps each cell's best.
+measures every cell R times, interleaved, and keeps each cell's best. ``--interleave`` instead
+builds every unit's trainer for an option, steps them alternately ``--steps`` times and reports
+each unit's median step: on a shared VM whose speed drifts within minutes, the ratios between
+units then hold where best-of-rounds cells do not (no data column in that mode).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import math
 import os
 import platform
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -252,6 +257,58 @@ def reference(cfg: DictConfig, args: argparse.Namespace) -> float:
     return cfg.dataset.batch_size / timed(step, device, args.warmup, args.steps)
 
 
+def in_turn(
+    cfgs: dict[str, DictConfig], args: argparse.Namespace
+) -> dict[str, tuple[float, float]]:
+    """(items/s, seconds per train_batch) per unit: each unit's steps timed together, once per
+    round (``--repeats``), keeping each unit's best round, so the unit that happens to run first
+    (the process still warming up) is not penalised. A unit whose run fails (a compiler error)
+    is a result too: NaN."""
+    out: dict[str, tuple[float, float]] = {}
+    for _, (act, cfg) in itertools.product(range(args.repeats), cfgs.items()):
+        try:
+            rate, data_s = ours(cfg, args)
+        except Exception as err:
+            print(f"  {cfg.model.name} {act}: failed: {str(err).splitlines()[0]}")
+            out.setdefault(act, (math.nan, math.nan))
+            continue
+        if not rate <= out.get(act, (-math.inf,))[0]:  # NaN (failed) or a new best
+            out[act] = (rate, data_s)
+    return out
+
+
+def interleaved(
+    cfgs: dict[str, DictConfig], args: argparse.Namespace
+) -> dict[str, tuple[float, float]]:
+    """(items/s, NaN) per unit from the median of its ``--steps`` step times, the units taking
+    one step each in turn. On a shared VM the machine's speed drifts by tens of percent within
+    minutes; stepping the units alternately exposes them all to the same drift, where timing
+    one unit's steps together lets a fast or slow minute land on one unit alone."""
+    times: dict[str, list[float]] = {act: [] for act in cfgs}
+    with contextlib.ExitStack() as stack:
+        trainers = {}
+        for act, cfg in cfgs.items():
+            parts = build(cfg)
+            trainer = Trainer(
+                parts, cfg, RunDir(stack.enter_context(tempfile.TemporaryDirectory()))
+            )
+            parts.model.train()
+            for i in range(args.warmup):
+                trainer.train_step(i)
+            trainers[act] = (trainer, parts.device)
+        for i in range(args.warmup, args.warmup + args.steps):
+            for act, (trainer, device) in trainers.items():
+                sync(device)
+                start = time.perf_counter()
+                trainer.train_step(i)
+                sync(device)
+                times[act].append(time.perf_counter() - start)
+    return {
+        act: (items_per_step(cfgs[act]) / statistics.median(t), math.nan)
+        for act, t in times.items()
+    }
+
+
 def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
     rows, references = [], {}
     options = {k: OPTIONS[k] for k in args.options if not (args.quick and OPTIONS[k][1])}
@@ -271,35 +328,30 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, float]]:
             act: Row(model, act, "char/s" if model == "chargru" else "img/s", flops=flops)
             for act in acts
         }
-        # every unit is measured once per round; a cell keeps its best round, so the unit that
-        # happens to run first (the process still warming up) is not penalised
-        for _, act, (name, (channels_last, compiled, precision)) in itertools.product(
-            range(args.repeats),
-            acts,
-            (gru_options if model == "chargru" else options).items(),
-        ):
-            row = model_rows[act]
-            cfg = config(
-                model,
-                act,
-                args,
-                f"trainer.channels_last={str(channels_last).lower()}",
-                f"trainer.compile={str(compiled).lower()}",
-                f"trainer.precision={precision}",
-                f"trainer.flush_denormal={str(args.flush_denormal).lower()}",
-                f"trainer.reuse_freed_memory={str(not args.unmap_freed_memory).lower()}",
-            )
-            try:
-                rate, data_s = ours(cfg, args)
-            except Exception as err:  # one broken option (a compiler bug) is a result too
-                print(f"  {model} {act} {name}: failed: {str(err).splitlines()[0]}")
-                row.rates.setdefault(name, math.nan)
-                continue
-            if not rate <= row.rates.get(name, -math.inf):  # NaN (failed) or a new best
+        for name, (channels_last, compiled, precision) in (
+            gru_options if model == "chargru" else options
+        ).items():
+            cfgs = {
+                act: config(
+                    model,
+                    act,
+                    args,
+                    f"trainer.channels_last={str(channels_last).lower()}",
+                    f"trainer.compile={str(compiled).lower()}",
+                    f"trainer.precision={precision}",
+                    f"trainer.flush_denormal={str(args.flush_denormal).lower()}",
+                    f"trainer.reuse_freed_memory={str(not args.unmap_freed_memory).lower()}",
+                )
+                for act in acts
+            }
+            measure_option = interleaved if args.interleave else in_turn
+            measured = measure_option(cfgs, args)
+            for act, (rate, data_s) in measured.items():
+                row = model_rows[act]
                 row.rates[name] = rate
-                if name == "eager":
-                    row.data_share = data_s * rate / items_per_step(cfg)
-            print(f"  {model} {act} {name}: {rate:.1f} {row.unit}", flush=True)
+                if name == "eager" and not math.isnan(data_s):
+                    row.data_share = data_s * rate / items_per_step(cfgs[act])
+                print(f"  {model} {act} {name}: {rate:.1f} {row.unit}", flush=True)
         rows += model_rows.values()
     return rows, references
 
@@ -384,6 +436,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
         "--flush-denormal", action="store_true", help="trainer.flush_denormal for ours"
     )
     parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="step the units alternately and report each one's median step (drift-robust)",
+    )
+    parser.add_argument(
         "--unmap-freed-memory",
         action="store_true",
         help="trainer.reuse_freed_memory=false for ours and the reference loop",
@@ -413,7 +470,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
         f"\n{time.strftime('%Y-%m-%d')}, torch {torch.__version__}, Python "
         f"{platform.python_version()}, {cpu_name()}, "
         f"device {args.device}, threads {torch.get_num_threads()}, batch "
-        f"{args.batch or 'config'}, steps {args.steps} (+{args.warmup} warm-up), "
+        f"{args.batch or 'config'}, steps {args.steps} (+{args.warmup} warm-up, "
+        f"{'interleaved, median' if args.interleave else f'best of {args.repeats} rounds'}), "
         f"flush_denormal {args.flush_denormal}, reuse_freed_memory "
         f"{not args.unmap_freed_memory}, native bf16 {native_bf16()}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, matmul peak GFLOP/s fp32 "

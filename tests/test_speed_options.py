@@ -179,14 +179,15 @@ def test_training_step_reads_nothing_back(clip, tiny_config, tmp_path):
     assert math.isfinite(loss.item()) and grad_norm is not None
 
 
-def test_bench_train_smoke(capsys, monkeypatch):
+@pytest.mark.parametrize("mode", [[], ["--interleave"]])
+def test_bench_train_smoke(capsys, monkeypatch, mode):
     spec = importlib.util.spec_from_file_location(
         "bench_train", ROOT / "scripts" / "bench_train.py"
     )
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench_train", bench)  # dataclasses look their module up
     spec.loader.exec_module(bench)
-    rows = bench.main(["--quick", "--models", "nin", "chargru", "--acts", "relu"])
+    rows = bench.main(["--quick", "--models", "nin", "chargru", "--acts", "relu", *mode])
     assert [(r.model, r.act) for r in rows] == [
         ("nin", "relu"),
         ("chargru", "relu"),
@@ -199,6 +200,7 @@ def test_bench_train_smoke(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "reference" in out and "eager" in out and "xbf16" in out
     assert "matmul peak" in out and "peak16" in out
+    assert ("interleaved, median" in out) == bool(mode)
 
 
 def test_rrelu_draws_leave_compiled_graphs_only_once_a_model_is_compiled(
