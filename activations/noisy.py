@@ -38,11 +38,6 @@ from activations.registry import register
 HALF_NORMAL_MEAN = math.sqrt(2.0 / math.pi)
 
 
-def _standard_normal(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """N(0, 1) draws shaped like ``like``, from ``generator`` (else the device's default)."""
-    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
-
-
 def hard_tanh(x: torch.Tensor) -> torch.Tensor:
     """max(min(x, 1), -1)."""
     return x.clamp(-1.0, 1.0)
@@ -77,12 +72,41 @@ class HardSigmoid(Pointwise):
     fn = staticmethod(hard_sigmoid)
 
 
-class NoisyHard(Activation):
+class NormalNoise(Activation):
+    """A unit that adds N(0, 1) draws shaped like its input while training.
+
+    The draws come from ``self.generator`` when set (seed it for reproducible draws), else from
+    torch's default generator of the input's device. ``forward(x, xi)`` takes given draws
+    instead, which is how a recurrence's steps share one draw for the whole sequence.
+    """
+
+    def __init__(self, num_channels: int | None, channel_dim: int) -> None:
+        super().__init__(num_channels, channel_dim)
+        self.generator: torch.Generator | None = None
+
+    @property
+    def draws_random(self) -> bool:
+        return self.training
+
+    def standard_normal(self, like: torch.Tensor) -> torch.Tensor:
+        """N(0, 1) draws shaped like ``like``."""
+        return torch.randn(
+            like.shape, generator=self.generator, dtype=like.dtype, device=like.device
+        )
+
+    def over_sequence(self, like: torch.Tensor) -> StepFunction:
+        """Draws the whole sequence's xi at once, as one call on it would."""
+        if not self.training:
+            return super().over_sequence(like)
+        xi = self.standard_normal(like)
+        return lambda x, t: self(x, xi[t])
+
+
+class NoisyHard(NormalNoise):
     """Algorithm 1 of Gulcehre et al. 2016 around the hard unit ``h`` and its linearisation ``u``.
 
-    ``p`` is a learnable (C,) parameter (``channelwise=True``) or one shared value. The noise comes
-    from ``self.generator`` when set (seed it for reproducible draws), else torch's default
-    generator of the input's device.
+    ``p`` is a learnable (C,) parameter (``channelwise=True``) or one shared value; the noise is
+    drawn as :class:`NormalNoise` says.
     """
 
     h: Callable[[torch.Tensor], torch.Tensor]
@@ -103,11 +127,6 @@ class NoisyHard(Activation):
         self.alpha = float(alpha)
         self.c = float(c)
         self.p = nn.Parameter(self.channel_values(p, channelwise))
-        self.generator: torch.Generator | None = None
-
-    @property
-    def draws_random(self) -> bool:
-        return self.training
 
     def noise_scale(self, x: torch.Tensor) -> torch.Tensor:
         """d(x) * sigma(x): the signed standard scale of the noise term (0 where h is linear)."""
@@ -121,14 +140,7 @@ class NoisyHard(Activation):
         """|xi| while training (drawn here unless given), its mean sqrt(2/pi) at evaluation."""
         if not self.training:
             return HALF_NORMAL_MEAN
-        return (_standard_normal(x, self.generator) if xi is None else xi).abs()
-
-    def over_sequence(self, like: torch.Tensor) -> StepFunction:
-        """Draws the whole sequence's xi at once, as one call on it would."""
-        if not self.training:
-            return super().over_sequence(like)
-        xi = _standard_normal(like, self.generator)
-        return lambda x, t: self(x, xi[t])
+        return (self.standard_normal(x) if xi is None else xi).abs()
 
     def forward(self, x: torch.Tensor, xi: torch.Tensor | None = None) -> torch.Tensor:
         """``xi``: the N(0, 1) draws to use in training instead of drawing them here."""
@@ -180,7 +192,7 @@ class NoisyHardSigmoid(NoisyHard):
 
 
 @register("noisy_relu")
-class NoisyReLU(Activation):
+class NoisyReLU(NormalNoise):
     """relu(x + c * xi), xi ~ N(0, 1) while training; relu(x) at evaluation (the noise's mean 0).
 
     ReLU's gap to its linearisation is zero on the active side, so Gulcehre et al. inject the noise
@@ -194,25 +206,13 @@ class NoisyReLU(Activation):
         if not float(c) >= 0:
             raise ValueError(f"noisy_relu needs a noise scale c >= 0, got c={c!r}")
         self.c = float(c)
-        self.generator: torch.Generator | None = None
-
-    @property
-    def draws_random(self) -> bool:
-        return self.training
-
-    def over_sequence(self, like: torch.Tensor) -> StepFunction:
-        """Draws the whole sequence's xi at once, as one call on it would."""
-        if not self.training:
-            return super().over_sequence(like)
-        xi = _standard_normal(like, self.generator)
-        return lambda x, t: self(x, xi[t])
 
     def forward(self, x: torch.Tensor, xi: torch.Tensor | None = None) -> torch.Tensor:
         """``xi``: the N(0, 1) draws to use in training instead of drawing them here."""
         if not self.training:
             return F.relu(x)
         if xi is None:
-            xi = _standard_normal(x, self.generator)
+            xi = self.standard_normal(x)
         return F.relu(x + self.c * xi)
 
     def extra_repr(self) -> str:
