@@ -24,6 +24,10 @@ class Activation(nn.Module):
     #: True for units with a fused fast path whose plain-autograd twin the ``reference``
     #: backend runs instead (see ``activations.backend``).
     fast_path: ClassVar[bool] = False
+    #: the generator a unit that draws random numbers draws from when set (seed it for
+    #: reproducible draws), else torch's default generator of the input's device; code that
+    #: replays the draws (the GRU's backward) replays this one too
+    generator: torch.Generator | None = None
 
     def __init__(self, num_channels: int | None = None, channel_dim: int = 1) -> None:
         super().__init__()
@@ -34,9 +38,9 @@ class Activation(nn.Module):
 
     @property
     def draws_random(self) -> bool:
-        """Whether a forward call draws random numbers (RReLU while training). Code that
-        recomputes the unit (the GRU's backward) must then repeat each call as it was made;
-        otherwise it may recompute many calls' inputs in one call."""
+        """Whether a forward call draws random numbers (RReLU while training). Such a unit
+        draws from ``generator`` and defines ``over_sequence``, so that code recomputing it
+        (the GRU's backward) can replay its draws in one call."""
         return False
 
     def over_sequence(self, like: torch.Tensor) -> StepFunction:

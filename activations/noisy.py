@@ -80,10 +80,6 @@ class NormalNoise(Activation):
     instead, which is how a recurrence's steps share one draw for the whole sequence.
     """
 
-    def __init__(self, num_channels: int | None, channel_dim: int) -> None:
-        super().__init__(num_channels, channel_dim)
-        self.generator: torch.Generator | None = None
-
     @property
     def draws_random(self) -> bool:
         return self.training

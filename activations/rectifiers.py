@@ -110,7 +110,6 @@ class RReLU(Activation):
             )
         self.lower = float(lower)
         self.upper = float(upper)
-        self.generator: torch.Generator | None = None
 
     @property
     def test_slope(self) -> float:

@@ -111,8 +111,8 @@ def _unit(name: str, channels: int, channel_dim: int = 1, **params: object) -> n
 
 
 def _seeded(unit: activations.Activation, seed: int = 0) -> activations.Activation:
-    if hasattr(unit, "generator"):  # the units that draw noise: rrelu and the noisy family
-        unit.generator = torch.Generator().manual_seed(seed)
+    # the units that draw noise (rrelu, the noisy family) draw from it; the others ignore it
+    unit.generator = torch.Generator().manual_seed(seed)
     return unit
 
 

@@ -42,13 +42,13 @@ EMBEDDINGS = ("onehot", "embed")
 
 def _generators(act: Activation, device: torch.device) -> list[torch.Generator]:
     """The generators ``act`` may draw from on ``device``: the device's default one and the
-    unit's own (``unit.generator``, as RReLU and the noisy units have), when set."""
+    unit's own (``Activation.generator``), when set."""
     if device.type == "cuda":
-        default = torch.cuda.default_generators[device.index or torch.cuda.current_device()]
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        default = torch.cuda.default_generators[index]
     else:
         default = torch.default_generator
-    own = getattr(act, "generator", None)
-    return [default] + ([own] if isinstance(own, torch.Generator) else [])
+    return [default] + ([act.generator] if act.generator is not None else [])
 
 
 @contextlib.contextmanager
