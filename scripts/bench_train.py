@@ -42,7 +42,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -137,13 +137,21 @@ def items_per_step(cfg: DictConfig) -> int:
     return per * cfg.dataset.seq_len if cfg.model.name == "chargru" else per
 
 
-def ours(cfg: DictConfig, args: argparse.Namespace) -> tuple[float, float]:
-    """(items/s of Trainer.train_step, seconds per train_batch call); with ``--profile`` it
-    also prints one more step's top ops."""
+@contextlib.contextmanager
+def training(cfg: DictConfig) -> Iterator[Trainer]:
+    """The product's Trainer for ``cfg`` in a throwaway run directory, model in training mode."""
     parts = build(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(parts, cfg, RunDir(tmp))
         parts.model.train()
+        yield trainer
+
+
+def ours(cfg: DictConfig, args: argparse.Namespace) -> tuple[float, float]:
+    """(items/s of Trainer.train_step, seconds per train_batch call); with ``--profile`` it
+    also prints one more step's top ops."""
+    with training(cfg) as trainer:
+        parts = trainer.parts
         per_step = timed(trainer.train_step, parts.device, args.warmup, args.steps)
         if args.profile:
             print_profile(trainer.train_step, args.warmup + args.steps, parts.device, args.profile)
@@ -166,14 +174,14 @@ def print_profile(
 
 def step_flops(cfg: DictConfig) -> float:
     """Matmul and convolution FLOPs of one training step per item, counted in an eager step."""
-    parts = build(cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(parts, cfg, RunDir(tmp))
-        parts.model.train()
-        # the plain kernels: torch.compile traces nothing under a dispatch mode, and a failed
-        # compile would leave every fused unit eager for the rest of the process
-        with use_backend("reference"), FlopCounterMode(display=False) as counter:
-            trainer.train_step(0)
+    # the plain kernels: torch.compile traces nothing under a dispatch mode, and a failed
+    # compile would leave every fused unit eager for the rest of the process
+    with (
+        training(cfg) as trainer,
+        use_backend("reference"),
+        FlopCounterMode(display=False) as counter,
+    ):
+        trainer.train_step(0)
     return counter.get_total_flops() / items_per_step(cfg)
 
 
@@ -286,22 +294,16 @@ def interleaved(
     one unit's steps together lets a fast or slow minute land on one unit alone."""
     times: dict[str, list[float]] = {act: [] for act in cfgs}
     with contextlib.ExitStack() as stack:
-        trainers = {}
-        for act, cfg in cfgs.items():
-            parts = build(cfg)
-            trainer = Trainer(
-                parts, cfg, RunDir(stack.enter_context(tempfile.TemporaryDirectory()))
-            )
-            parts.model.train()
+        trainers = {act: stack.enter_context(training(cfg)) for act, cfg in cfgs.items()}
+        for trainer in trainers.values():
             for i in range(args.warmup):
                 trainer.train_step(i)
-            trainers[act] = (trainer, parts.device)
         for i in range(args.warmup, args.warmup + args.steps):
-            for act, (trainer, device) in trainers.items():
-                sync(device)
+            for act, trainer in trainers.items():
+                sync(trainer.parts.device)
                 start = time.perf_counter()
                 trainer.train_step(i)
-                sync(device)
+                sync(trainer.parts.device)
                 times[act].append(time.perf_counter() - start)
     return {
         act: (items_per_step(cfgs[act]) / statistics.median(t), math.nan)
