@@ -88,7 +88,7 @@ def path_for(numel: int, twin_cost: int = 1) -> str:
     """How a fused unit runs on a tensor of ``numel`` elements now: reference, eager or compiled.
 
     ``twin_cost`` > 1 moves ``auto``'s threshold down by that factor for a unit whose twin is
-    that much dearer than the others' (RReLU's hashes its draws in a dozen eager int64 ops)."""
+    that much dearer than the others' (RReLU's hashes its draws in a dozen eager int32 ops)."""
     backend = get_backend()
     if backend == "auto":
         backend = "compiled" if numel * twin_cost >= AUTO_MIN_NUMEL else "reference"

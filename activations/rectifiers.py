@@ -82,11 +82,12 @@ class RReLU(Activation):
     tests at the mean slope, a different distribution and a different test slope.
 
     Draws: a = lower + (upper - lower) * (k + 1/2) / 2**14 with k uniform on {0, ..., 2**14-1},
-    i.e. U(lower, upper) at 14-bit resolution. Each forward takes one 64-bit key from
+    i.e. U(lower, upper) at 14-bit resolution. Each forward takes one key (two 32-bit words) from
     ``self.generator`` when it is set, else from torch's default generator of the input's
     device; the element at memory position i then draws k from a hash of (key, i)
-    (``fused.counter_cells``, SplitMix64), computed inside the compiled kernel, so no draw is
-    stored or read. For reproducible draws set a seeded generator on the module's device::
+    (``fused.counter_cells``, lowbias32 of a Weyl sequence), computed inside the compiled
+    kernel, so no draw is stored or read. For reproducible draws set a seeded generator on
+    the module's device::
 
         unit.generator = torch.Generator().manual_seed(0)    # CPU inputs
         unit.generator = torch.Generator("cuda").manual_seed(0)  # CUDA inputs

@@ -505,38 +505,57 @@ def test_random_bits_give_uniform_cells(shape):
         assert torch.bincount(cells // 2**10, minlength=16).min() > 2**12 * 0.8  # flat
 
 
-def _splitmix64(seed: int, n: int) -> list[int]:
-    """Vigna's splitmix64.c, in Python integers: the independent reference for the counters."""
-    mask, out, state = 2**64 - 1, [], seed % 2**64
-    for _ in range(n):
-        state = (state + 0x9E3779B97F4A7C15) & mask
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        out.append(z ^ (z >> 31))
-    return out
+def _lowbias32(x: int) -> int:
+    """Wellons' lowbias32 (hash-prospector), in Python integers: the independent reference."""
+    mask = 2**32 - 1
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & mask
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & mask
+    return x ^ (x >> 16)
 
 
-def test_counter_cells_are_splitmix64s_top_bits():
-    # splitmix64 seeded 0 starts 0xE220A8397B1DCDAF (Vigna's reference implementation)
-    assert _splitmix64(0, 1) == [0xE220A8397B1DCDAF]
-    for seed in (0, 12345, -(2**63), 2**63 - 1):
-        key = torch.tensor([seed, fused._GAMMA])
-        cells = fused.counter_cells(key, torch.arange(200)).tolist()
-        assert cells == [z >> 50 for z in _splitmix64(seed, 200)]
+def test_counter_cells_are_lowbias32s_top_bits():
+    assert _lowbias32(0) == 0 and _lowbias32(1) != 1  # a mix, and 0 stays 0
+    for offset, multiplier in ((0, 1), (12345, 0x2545F491), (-(2**31), -1), (2**31 - 1, 3)):
+        key = torch.tensor([offset, multiplier], dtype=torch.int32)
+        index = torch.arange(2**31 - 100, 2**31 + 100)  # wraps past int32 as the kernel's does
+        cells = fused.counter_cells(key, index).tolist()
+        counters = [(i * multiplier + offset) % 2**32 for i in index.tolist()]
+        assert cells == [_lowbias32(z) >> 18 for z in counters]
+
+
+def test_draw_key_takes_an_odd_multiplier_from_the_generator():
+    keys = [fused.draw_key(torch.empty(1), torch.Generator().manual_seed(s)) for s in range(50)]
+    assert all(k.dtype == torch.int32 and k[1] % 2 == 1 for k in keys)
+    assert len({tuple(k.tolist()) for k in keys}) == 50
+    again = fused.draw_key(torch.empty(1), torch.Generator().manual_seed(7))
+    assert torch.equal(again, keys[7])
+
+
+def test_rrelu_refuses_more_draws_than_its_counters(monkeypatch):
+    monkeypatch.setattr(fused, "MAX_DRAWS", 100)
+    x = torch.randn(101)
+    with pytest.raises(ValueError, match="101 elements exceeds 100"):
+        fused.rrelu_train(x, fused.draw_key(x), 3.0, 8.0)
+    fused.rrelu_train(x[:100], fused.draw_key(x), 3.0, 8.0)
 
 
 def test_counter_cells_are_uniform_and_independent():
     """Chi-square on 2**20 draws in 256 bins (scipy), lag-1 correlation, and two keys that
     differ by one bit draw unrelated numbers."""
     index = torch.arange(2**20)
-    k = fused.counter_cells(torch.tensor([7, fused._GAMMA]), index)
+    key = torch.tensor([7, 0x2545F491], dtype=torch.int32)
+    k = fused.counter_cells(key, index)
     assert k.min() >= 0 and k.max() < 2**14
     counts = torch.bincount(k // 2**6, minlength=256).numpy()
     assert scipy.stats.chisquare(counts).pvalue > 1e-3
-    u = fused.uniform_cells(torch.tensor([7, fused._GAMMA]), index, torch.float64)
+    u = fused.uniform_cells(key, index, torch.float64)
     assert abs(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1].item()) < 0.01
-    other = fused.uniform_cells(torch.tensor([6, fused._GAMMA]), index, torch.float64)
+    other = fused.uniform_cells(key ^ torch.tensor([1, 0], dtype=torch.int32), index, torch.float64)
+    assert abs(torch.corrcoef(torch.stack([u, other]))[0, 1].item()) < 0.01
+    assert (u == other).double().mean() < 2 * 2**-14  # chance agreement only
+    other = fused.uniform_cells(key ^ torch.tensor([0, 2], dtype=torch.int32), index, torch.float64)
     assert abs(torch.corrcoef(torch.stack([u, other]))[0, 1].item()) < 0.01
     assert (u == other).double().mean() < 2 * 2**-14  # chance agreement only
 
