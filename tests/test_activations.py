@@ -470,6 +470,23 @@ def test_over_sequence_steps_equal_one_call_over_the_sequence(name):
     torch.testing.assert_close(steps, unit(seq), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["prelu", "mpelu", "tlu"])
+def test_over_sequence_checks_once_and_picks_the_path_for_a_step(name, monkeypatch):
+    options = {"learnable": True} if name == "tlu" else {}  # else one shared alpha
+    unit = activations.build(name, num_channels=4, channel_dim=-1, **options)
+    with pytest.raises(ValueError, match="4 per-channel parameters but the input has 5"):
+        unit.over_sequence(torch.randn(3, 2, 5))
+    calls = []
+    monkeypatch.setattr(type(unit), "fast", lambda self, x: calls.append(x) or x)
+    seq = torch.randn(3, 2, 4)
+    with activations.use_backend("auto"):  # a (2, 4) step is far below auto's threshold
+        unit.over_sequence(seq)(seq[0], 0)
+    assert calls == []
+    with activations.use_backend("eager"):
+        unit.over_sequence(seq)(seq[0], 0)
+    assert len(calls) == 1
+
+
 def test_a_random_unit_without_over_sequence_is_refused():
     class Noisy(activations.Activation):
         draws_random = True
