@@ -577,6 +577,19 @@ def test_counter_cells_are_uniform_and_independent():
     assert (u == other).double().mean() < 2 * 2**-14  # chance agreement only
 
 
+def test_channel_view_chunks_the_rows_of_channels_last_maps_for_the_sums():
+    last = fused.ChannelView(torch.empty(128, 6, 4, 4).to(memory_format=torch.channels_last), 1)
+    t3 = last.to3d(torch.randn(128, 6, 4, 4).to(memory_format=torch.channels_last))
+    assert last.chunked(t3).shape == (fused.SUM_CHUNKS, 2048 // fused.SUM_CHUNKS, 6, 1)
+    odd = fused.ChannelView(torch.empty(5, 7, 3), -1)  # 35 rows: gcd with 256 is 1
+    assert odd.chunked(odd.to3d(torch.empty(5, 7, 3))).shape == (1, 35, 3, 1)
+    first = fused.ChannelView(torch.empty(8, 6, 4, 4), 1)  # channel-first: not chunked
+    assert first.chunked(first.to3d(torch.empty(8, 6, 4, 4))).shape == (1, 8, 6, 16)
+    chunks = last.chunked(t3)
+    assert chunks.data_ptr() == t3.data_ptr()  # a view
+    torch.testing.assert_close(chunks.sum(dim=(1, 3)).sum(0), t3.sum(dim=(0, 2)))
+
+
 def test_memory_index_follows_the_memory_format():
     x = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
     index = fused.memory_index(x)
