@@ -44,7 +44,6 @@ chunks of rows, (P, A/P, C, B) (``ChannelView.chunked``), and the P partial sums
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -93,10 +92,11 @@ class ChannelView:
         loops per block of channels at a third of the memory bandwidth; cut into P chunks of
         rows, it runs the chunks in parallel, each vectorised along C. MPELU's two sums on a
         25.2M-element fp32 map: 39 against 16 ms; PReLU's backward 33 against 19 (AVX2 EPYC, 2
-        threads; ReLU's backward 8-10). P = gcd(rows, SUM_CHUNKS), so no row is left over; a
+        threads; ReLU's backward 8-10). P is the largest divisor of the rows up to SUM_CHUNKS,
+        so no row is left over (a GRU's 2,500: 250; 0.31 against 0.25 ms for MPELU's sums); a
         channel-first map keeps P = 1."""
         rows = t3.shape[0]
-        chunks = math.gcd(rows, SUM_CHUNKS) if self.last else 1
+        chunks = _row_chunks(rows) if self.last else 1
         return t3.view(chunks, rows // chunks, *t3.shape[1:])
 
     def param(self, p: torch.Tensor) -> torch.Tensor:
@@ -110,6 +110,12 @@ class ChannelView:
         per_channel_sum = partial_sums.sum(0)
         g = per_channel_sum.sum().reshape(1) if p.numel() == 1 else per_channel_sum
         return g.to(p.dtype)
+
+
+@functools.cache
+def _row_chunks(rows: int) -> int:
+    """The largest divisor of ``rows`` that is at most SUM_CHUNKS."""
+    return max(d for d in range(1, min(rows, SUM_CHUNKS) + 1) if rows % d == 0)
 
 
 #: How much dearer a unit's plain-autograd twin is than its compiled kernels, which moves

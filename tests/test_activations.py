@@ -581,8 +581,12 @@ def test_channel_view_chunks_the_rows_of_channels_last_maps_for_the_sums():
     last = fused.ChannelView(torch.empty(128, 6, 4, 4).to(memory_format=torch.channels_last), 1)
     t3 = last.to3d(torch.randn(128, 6, 4, 4).to(memory_format=torch.channels_last))
     assert last.chunked(t3).shape == (fused.SUM_CHUNKS, 2048 // fused.SUM_CHUNKS, 6, 1)
-    odd = fused.ChannelView(torch.empty(5, 7, 3), -1)  # 35 rows: gcd with 256 is 1
-    assert odd.chunked(odd.to3d(torch.empty(5, 7, 3))).shape == (1, 35, 3, 1)
+    odd = fused.ChannelView(torch.empty(5, 7, 3), -1)  # 35 rows: 35 chunks of one
+    assert odd.chunked(odd.to3d(torch.empty(5, 7, 3))).shape == (35, 1, 3, 1)
+    gru = fused.ChannelView(torch.empty(50, 50, 8), -1)  # 2,500 rows: 250 chunks of 10
+    assert gru.chunked(gru.to3d(torch.empty(50, 50, 8))).shape == (250, 10, 8, 1)
+    prime = fused.ChannelView(torch.empty(257, 3), -1)  # no divisor up to 256 but 1
+    assert prime.chunked(prime.to3d(torch.empty(257, 3))).shape == (1, 257, 3, 1)
     first = fused.ChannelView(torch.empty(8, 6, 4, 4), 1)  # channel-first: not chunked
     assert first.chunked(first.to3d(torch.empty(8, 6, 4, 4))).shape == (1, 8, 6, 16)
     chunks = last.chunked(t3)
