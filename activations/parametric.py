@@ -43,7 +43,8 @@ class PerChannel(Activation):
 
     def over_sequence(self, like: torch.Tensor) -> StepFunction:
         """Checks the channels and picks the path once for all steps: a GRU step's (50, 128)
-        runs the twin, and the per-call checks cost MPELU's step 42 against 33 us."""
+        runs the twin, and through the module with the per-call checks MPELU's step took 42 us,
+        without them 31 (AVX2 EPYC, 2 threads)."""
         self.channels_in(like, getattr(self, self.channel_param))
         twin = path_for(like[0].numel(), self.twin_cost) == "reference"
         return lambda x, t: self(x, twin)
