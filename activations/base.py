@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
 #: f(x_t, t): the unit applied to step t of a sequence (see ``Activation.over_sequence``)
 StepFunction = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+class Recomputed(NamedTuple):
+    """A unit run again over a whole sequence for a recurrence's backward (``recompute``)."""
+
+    value: torch.Tensor  #: the outputs, as the forward pass made them
+    slope: torch.Tensor  #: dy/dx, entry by entry
+    #: dL/dy -> the gradients of the unit's ``parameters()``, in that order
+    param_grads: Callable[[torch.Tensor], tuple[torch.Tensor | None, ...]]
 
 
 class Activation(nn.Module):
@@ -59,6 +68,29 @@ class Activation(nn.Module):
                 f"{type(self).__name__} draws random numbers but does not define over_sequence"
             )
         return lambda x, t: self(x)
+
+    def recompute(self, x: torch.Tensor) -> Recomputed:
+        """The unit over a whole sequence ``x`` once more, for a recurrence's hand-written
+        backward (the GRU's): its outputs, its derivative entry by entry, and a function from
+        dL/dy to its parameters' gradients. Only elementwise units have a derivative that is
+        one number per entry; every registered unit the GRU takes is one.
+
+        This default runs ``forward`` (not ``__call__``: observers' hooks saw the steps already)
+        under autograd and asks it twice, once with ones for the slope and once with dL/dy for
+        the parameters, so each pass through a fused unit's backward computes half of what it
+        is asked for. Units with fused kernels override it with fewer passes. A unit that draws
+        random numbers draws here as in its ``over_sequence``; the caller replays them.
+        """
+        params = tuple(self.parameters())
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_()
+            y = self.forward(leaf)
+            (slope,) = torch.autograd.grad(y, leaf, torch.ones_like(y), retain_graph=bool(params))
+
+        def param_grads(g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+            return torch.autograd.grad(y, params, g, allow_unused=True) if params else ()
+
+        return Recomputed(y.detach(), slope, param_grads)
 
     def out_channels(self, in_channels: int) -> int:
         """Channels out for ``in_channels`` in (CReLU doubles them, Maxout divides them)."""

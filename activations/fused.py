@@ -52,6 +52,7 @@ import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from activations.backend import Kernel, kernel
+from activations.base import Recomputed
 
 # ----------------------------------------------------------------------------------------------
 # Layout
@@ -129,6 +130,7 @@ def _row_chunks(rows: int) -> int:
 MPELU_TWIN_COST = 4
 PRELU_TWIN_COST = 4
 RRELU_TWIN_COST = 4
+TLU_TWIN_COST = 4
 
 
 def _wide(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
@@ -178,6 +180,19 @@ def _mpelu_grad_input(
 
 
 @kernel(twin_cost=MPELU_TWIN_COST)
+def _mpelu_value_and_slope(
+    x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, slope_from_output: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output and dy/dx in one pass, each as ``_mpelu_forward`` and ``_mpelu_grad_input``
+    with g = 1 compute it (so a GRU trains to the same bits whichever way it recomputes)."""
+    y = _mpelu_forward.fn(x, alpha, beta)
+    xw = _wide(x, alpha, beta)
+    yw = _wide(y, alpha, beta) if slope_from_output else None
+    alpha_e, _ = _mpelu_exp_terms(xw, yw, alpha, beta)
+    return y, torch.where(xw > 0, 1.0, beta * alpha_e).to(x.dtype)
+
+
+@kernel(twin_cost=MPELU_TWIN_COST)
 def _mpelu_grad_params(
     g: torch.Tensor,
     x: torch.Tensor,
@@ -198,20 +213,29 @@ def _one_minus_tanh(m: torch.Tensor) -> torch.Tensor:
     return 2 / (torch.exp(2 * m) + 1)
 
 
-@kernel
+@kernel(twin_cost=TLU_TWIN_COST)
 def _tlu_forward(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     xw = _wide(x, alpha)
     return torch.where(xw >= 0, xw, alpha * (1 - _one_minus_tanh(xw.clamp(max=0)))).to(x.dtype)
 
 
-@kernel
+@kernel(twin_cost=TLU_TWIN_COST)
 def _tlu_grad_input(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     gw, xw = _wide(g, alpha), _wide(x, alpha)
     u = _one_minus_tanh(xw.clamp(max=0))  # 1 - tanh^2 = u (2 - u)
     return torch.where(xw >= 0, gw, gw * alpha * (u * (2 - u))).to(g.dtype)
 
 
-@kernel
+@kernel(twin_cost=TLU_TWIN_COST)
+def _tlu_value_and_slope(x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The output and dy/dx in one pass, as ``_tlu_forward`` and ``_tlu_grad_input`` with g = 1."""
+    xw = _wide(x, alpha)
+    u = _one_minus_tanh(xw.clamp(max=0))
+    y = torch.where(xw >= 0, xw, alpha * (1 - u)).to(x.dtype)
+    return y, torch.where(xw >= 0, 1.0, alpha * (u * (2 - u))).to(x.dtype)
+
+
+@kernel(twin_cost=TLU_TWIN_COST)
 def _tlu_grad_alpha(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     gw, xw = _wide(g, alpha), _wide(x, alpha)
     return (gw * (1 - _one_minus_tanh(xw.clamp(max=0)))).sum(dim=(1, 3))
@@ -498,21 +522,38 @@ class _MPELU(torch.autograd.Function):
         x, y, alpha, beta = ctx.saved_tensors
         view = ChannelView(x, ctx.cdim)
         g3, x3, a, b = view.to3d(g), view.to3d(x), view.param(alpha), view.param(beta)
-        # On a GPU exp is free and an extra read is not; an alpha of exactly 0 loses exp(beta m)
-        # from the output (y = 0), so such a backward takes exp too.
-        y3 = view.to3d(y) if x.device.type == "cpu" and bool(alpha.ne(0).all()) else None
+        y3 = view.to3d(y) if _exp_from_output(x, alpha) else None
         gx = ga = gb = None
         with torch.autocast(x.device.type, enabled=False):
             if ctx.needs_input_grad[0]:
                 gx = view.back(_mpelu_grad_input(g3, x3, y3, a, b))
             if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:  # not for ELU
-                chunk = view.chunked
-                sum_a, sum_b = _mpelu_grad_params(
-                    chunk(g3), chunk(x3), None if y3 is None else chunk(y3), a, b
-                )
-                ga = view.grad_of(alpha, sum_a) if ctx.needs_input_grad[1] else None
-                gb = view.grad_of(beta, sum_b) if ctx.needs_input_grad[2] else None
+                ga, gb = _mpelu_param_grads(view, g3, x3, y3, alpha, beta)
+                ga = ga if ctx.needs_input_grad[1] else None
+                gb = gb if ctx.needs_input_grad[2] else None
         return gx, ga, gb, None
+
+
+def _exp_from_output(x: torch.Tensor, alpha: torch.Tensor) -> bool:
+    """Whether MPELU's backward takes exp(beta m) from the saved output: on a GPU exp is free
+    and an extra read is not; an alpha of exactly 0 loses exp(beta m) from the output (y = 0)."""
+    return x.device.type == "cpu" and bool(alpha.ne(0).all())
+
+
+def _mpelu_param_grads(
+    view: ChannelView,
+    g3: torch.Tensor,
+    x3: torch.Tensor,
+    y3: torch.Tensor | None,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """alpha's and beta's gradients from the (A, C, B) views of dL/dy, x and (or None) y."""
+    chunk = view.chunked
+    sum_a, sum_b = _mpelu_grad_params(
+        chunk(g3), chunk(x3), None if y3 is None else chunk(y3), view.param(alpha), view.param(beta)
+    )
+    return view.grad_of(alpha, sum_a), view.grad_of(beta, sum_b)
 
 
 class _TLU(torch.autograd.Function):
@@ -531,8 +572,17 @@ class _TLU(torch.autograd.Function):
             if ctx.needs_input_grad[0]:
                 gx = view.back(_tlu_grad_input(g3, x3, a))
             if ctx.needs_input_grad[1]:  # alpha learnable (by default a fixed buffer)
-                ga = view.grad_of(alpha, _tlu_grad_alpha(view.chunked(g3), view.chunked(x3), a))
+                ga = _tlu_alpha_grad(view, g3, x3, alpha)
         return gx, ga, None
+
+
+def _tlu_alpha_grad(
+    view: ChannelView, g3: torch.Tensor, x3: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
+    """alpha's gradient from the (A, C, B) views of dL/dy and x."""
+    return view.grad_of(
+        alpha, _tlu_grad_alpha(view.chunked(g3), view.chunked(x3), view.param(alpha))
+    )
 
 
 class _PReLU(torch.autograd.Function):
@@ -576,6 +626,46 @@ def mpelu(
 ) -> torch.Tensor:
     """MPELU fast path; ``alpha``/``beta`` are (C,) or shared (1,)."""
     return _MPELU.apply(x, alpha, beta, channel_dim)
+
+
+def mpelu_recompute(
+    x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, channel_dim: int
+) -> Recomputed:
+    """MPELU over a whole sequence for a recurrence's backward (``Activation.recompute``):
+    output and slope in one pass, the parameters' sums in one more when asked, against the
+    autograd default's five (forward, then input gradient and sums twice over)."""
+    view = ChannelView(x, channel_dim)
+    x3, a, b = view.to3d(x), view.param(alpha), view.param(beta)
+    from_output = _exp_from_output(x, alpha)
+    with torch.autocast(x.device.type, enabled=False):
+        y3, slope3 = _mpelu_value_and_slope(x3, a, b, from_output)
+    saved_y3 = y3 if from_output else None
+
+    def param_grads(g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        with torch.autocast(g.device.type, enabled=False):
+            return _mpelu_param_grads(view, view.to3d(g), x3, saved_y3, alpha, beta)
+
+    return Recomputed(view.back(y3), view.back(slope3), param_grads)
+
+
+def tlu_recompute(
+    x: torch.Tensor, alpha: torch.Tensor, channel_dim: int, learned: bool
+) -> Recomputed:
+    """TLU over a whole sequence for a recurrence's backward (``Activation.recompute``):
+    output and slope in one pass, alpha's sums in one more when it is ``learned`` (a
+    parameter rather than a buffer)."""
+    view = ChannelView(x, channel_dim)
+    x3 = view.to3d(x)
+    with torch.autocast(x.device.type, enabled=False):
+        y3, slope3 = _tlu_value_and_slope(x3, view.param(alpha))
+
+    def param_grads(g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if not learned:
+            return ()
+        with torch.autocast(g.device.type, enabled=False):
+            return (_tlu_alpha_grad(view, view.to3d(g), x3, alpha),)
+
+    return Recomputed(view.back(y3), view.back(slope3), param_grads)
 
 
 def elu(x: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -18,7 +18,7 @@ from torch import nn
 
 from activations import fused
 from activations.backend import path_for
-from activations.base import Activation, StepFunction
+from activations.base import Activation, Recomputed, StepFunction
 from activations.registry import register
 
 
@@ -48,6 +48,20 @@ class PerChannel(Activation):
         self.channels_in(like, getattr(self, self.channel_param))
         twin = path_for(like[0].numel(), self.twin_cost) == "reference"
         return lambda x, t: self(x, twin)
+
+    def recompute(self, x: torch.Tensor) -> Recomputed:
+        """Through the fused kernels (``fast_recompute``) where a call on ``x`` would take
+        the fast path, else the default's autograd over the twin."""
+        if path_for(x.numel(), self.twin_cost) == "reference":
+            return super().recompute(x)
+        return self.fast_recompute(x)
+
+    def fast_recompute(self, x: torch.Tensor) -> Recomputed:
+        """``recompute`` on the fast path. This default is autograd over ``fast``; MPELU and
+        TLU take their output and slope in one pass of their own kernels instead (a GRU's
+        backward, 2,500 rows of 128: 2.09 against 0.94 ms for MPELU with its parameters'
+        gradients, 2.62 against 1.01 for TLU, one thread)."""
+        return super().recompute(x)
 
     @abstractmethod
     def fast(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,6 +161,9 @@ class MPELU(PerChannel):
     def fast(self, x: torch.Tensor) -> torch.Tensor:
         return fused.mpelu(x, self.alpha, self.beta, self.channel_dim)
 
+    def fast_recompute(self, x: torch.Tensor) -> Recomputed:
+        return fused.mpelu_recompute(x, self.alpha, self.beta, self.channel_dim)
+
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """Plain-autograd twin (exp taken of min(x, 0), as the authors' code does).
 
@@ -178,6 +195,7 @@ class TLU(PerChannel):
     """
 
     channel_param = "alpha"
+    twin_cost = fused.TLU_TWIN_COST
 
     def __init__(
         self,
@@ -202,6 +220,9 @@ class TLU(PerChannel):
 
     def fast(self, x: torch.Tensor) -> torch.Tensor:
         return fused.tlu(x, self.alpha, self.channel_dim)
+
+    def fast_recompute(self, x: torch.Tensor) -> Recomputed:
+        return fused.tlu_recompute(x, self.alpha, self.channel_dim, self.learnable)
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """Plain-autograd twin, split with ReLU as MPELU's is: r = relu(-x) = -min(x, 0) has

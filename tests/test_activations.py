@@ -498,6 +498,74 @@ def test_a_random_unit_without_over_sequence_is_refused():
         Noisy().over_sequence(torch.empty(2, 3))
 
 
+def _recomputed(
+    unit: activations.Activation, x: torch.Tensor, g: torch.Tensor, backend_name: str, how
+) -> list[torch.Tensor]:
+    """Value, slope and parameter gradients from ``how(unit, x)`` (a ``recompute``)."""
+    with activations.use_backend(backend_name):
+        again = how(unit, x)
+        return [again.value, again.slope, *again.param_grads(g)]
+
+
+def test_the_default_recompute_gives_the_derivative_and_the_parameter_gradients():
+    """Activation.recompute, autograd asked for the slope and then for the parameters, against
+    the formulas: tanh's 1 - tanh^2, PReLU's slope and its sum of g * min(x, 0)."""
+    x = _away_from_kinks((5, 3, 4)) - 2
+    g = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    tanh = activations.build("tanh")
+    value, slope, *grads = _recomputed(tanh, x, g, "auto", type(tanh).recompute)
+    torch.testing.assert_close(value, torch.tanh(x))
+    torch.testing.assert_close(slope, 1 - torch.tanh(x) ** 2)
+    assert grads == []
+    prelu = _unit("prelu", 4, -1)
+    value, slope, grad = _recomputed(prelu, x, g, "reference", type(prelu).recompute)
+    a = prelu.weight.detach()
+    torch.testing.assert_close(value, torch.where(x > 0, x, a * x))
+    torch.testing.assert_close(slope, torch.where(x > 0, 1.0, a.expand_as(x)))
+    torch.testing.assert_close(grad, (g * x.clamp(max=0)).sum((0, 1)))
+
+
+@pytest.mark.parametrize(
+    "name,params,zero_alpha",
+    [
+        ("mpelu", {}, False),
+        ("mpelu", {}, True),
+        ("tlu", {"learnable": True}, False),
+        ("tlu", {}, False),
+    ],
+    ids=["mpelu", "mpelu-alpha0", "tlu-learned", "tlu-fixed"],
+)
+@pytest.mark.parametrize(
+    "backend_name", ["eager", pytest.param("compiled", marks=pytest.mark.slow)]
+)
+def test_fused_recompute_gives_the_bits_autograd_gives(
+    name, params, zero_alpha, backend_name, monkeypatch
+):
+    """MPELU's and TLU's recompute (output and slope in one pass of their kernels) against the
+    default, autograd asked twice over the same fast path: the same bits, so the GRU trains to
+    the same numbers as before; and against the twin under autograd, to rounding. An alpha of 0
+    in one channel sends MPELU's slope to exp, as its backward (see the test above)."""
+    unit = _unit(name, 4, -1, **params)
+    if zero_alpha:
+        with torch.no_grad():
+            unit.alpha[1] = 0.0
+    x = _away_from_kinks((5, 3, 4)) - 2
+    g = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    calls = []
+    fast_recompute = type(unit).fast_recompute
+    monkeypatch.setattr(
+        type(unit), "fast_recompute", lambda self, x: calls.append(x) or fast_recompute(self, x)
+    )
+    fused_run = _recomputed(unit, x, g, backend_name, type(unit).recompute)
+    assert len(calls) == 1  # the fused kernels ran, not the default
+    plain = _recomputed(unit, x, g, backend_name, activations.Activation.recompute)
+    twin = _recomputed(unit, x, g, "reference", activations.Activation.recompute)
+    assert len(fused_run) == len(plain) == len(twin) == 2 + len(list(unit.parameters()))
+    for f, p, t in zip(fused_run, plain, twin, strict=True):
+        assert torch.equal(f, p)
+        torch.testing.assert_close(f, t, atol=1e-12, rtol=1e-10)
+
+
 def test_rrelu_generator_makes_draws_reproducible():
     unit = activations.build("rrelu").train()
     x = -torch.rand(3, 4, 5)

@@ -78,8 +78,8 @@ class _Recurrence(torch.autograd.Function):
     recurrent inputs [h0, ..., h_{T-1}] (T, B, H).
 
     The activation must act elementwise (each output depends only on its own input and the
-    unit's parameters): its derivative is taken once for all steps as a vector-Jacobian
-    product with ones, which is the Jacobian's diagonal only for elementwise units.
+    unit's parameters): the backward takes its derivative once for all steps, one number per
+    entry, from ``Activation.recompute``.
     """
 
     @staticmethod
@@ -134,22 +134,16 @@ class _Recurrence(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, dout: torch.Tensor | None, dlast: torch.Tensor | None, *_: Any) -> tuple:
         weight, states, gates, pre, hproj = ctx.saved_tensors
-        act_params = tuple(ctx.act.parameters())  # the tensors the recomputed graph uses
         out, hprev = states[1:], states[:-1]
         steps, batch, hid = out.shape
         if dout is None:
             dout = torch.zeros_like(out)
 
-        with _replayed_rng(ctx.rng), torch.enable_grad():
-            # One call for all steps, with the steps' draws (the over_sequence contract): a
-            # composite unit such as TLU's twin then costs 1/T of the ops. .forward, not
-            # __call__, so that observers' hooks see each forward step once.
-            pre_leaf = pre.detach().requires_grad_()
-            recomputed = ctx.act.forward(pre_leaf)
-            (dact,) = torch.autograd.grad(
-                recomputed, pre_leaf, torch.ones_like(recomputed), retain_graph=bool(act_params)
-            )
-        cand = recomputed.detach()  # the activation's outputs, as in the forward pass
+        # One call for all steps, with the steps' draws (the over_sequence contract): a
+        # composite unit such as TLU's twin then costs 1/T of the ops.
+        with _replayed_rng(ctx.rng):
+            again = ctx.act.recompute(pre)
+        dact, cand = again.slope, again.value  # cand: the outputs, as the forward made them
 
         r, z = gates[..., :hid], gates[..., hid:]
 
@@ -203,9 +197,7 @@ class _Recurrence(torch.autograd.Function):
             dcand = dh_all * z
         dbias = dproj.sum((0, 1))
 
-        dparams: tuple[Any, ...] = ()
-        if act_params:
-            dparams = torch.autograd.grad(recomputed, act_params, dcand, allow_unused=True)
+        dparams = again.param_grads(dcand)
         return (None, None, dxp, dh0, dweight, dbias, *dparams)
 
 
