@@ -60,7 +60,10 @@ def sweep(cli, tmp_path):
     return run
 
 
-def test_joblib_sweep_equals_the_sequential_sweep(sweep):
+def test_joblib_sweep_equals_the_sequential_sweep_and_lists_its_jobs(sweep, tmp_path):
+    """Bit for bit the sequential sweep's results. And the report callback travels pickled to
+    the joblib workers: each job adds its run directory to its sweep's job list, which the
+    end-of-sweep report reads (one test, so the parallel sweep runs once: 22 s)."""
     sequential = sweep("sequential")
     parallel = sweep("parallel", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert set(sequential) == RUNS | {""}
@@ -69,12 +72,6 @@ def test_joblib_sweep_equals_the_sequential_sweep(sweep):
     assert {r["status"] for r in runs} == {"completed"}
     assert {r["threads"] for r in runs} == {1}  # trainer.threads=1 (TINY) beats cores // n_jobs
     assert parallel == sequential  # CPU, one thread each: every logged number bit for bit
-
-
-def test_joblib_jobs_list_their_run_directories_for_the_sweeps_report(sweep, tmp_path):
-    """The report callback travels pickled to the joblib workers; each job adds its run
-    directory to its sweep's job list, which the end-of-sweep report reads."""
-    sweep("parallel", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     (listed,) = (tmp_path / "parallel" / "sweep" / ".sweeps").iterdir()
     assert {p.read_text().strip() for p in listed.iterdir()} == RUNS
     assert sorted(p.name for p in listed.iterdir()) == ["0", "1", "2", "3"]
