@@ -183,13 +183,11 @@ def _mpelu_grad_input(
 def _mpelu_value_and_slope(
     x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, slope_from_output: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The output and dy/dx in one pass, each as ``_mpelu_forward`` and ``_mpelu_grad_input``
-    with g = 1 compute it (so a GRU trains to the same bits whichever way it recomputes)."""
+    """The output and dy/dx in one pass: the forward's and the input gradient's for g = 1 (a
+    constant the compiled loop folds in), so a GRU trains to the same bits as through autograd."""
     y = _mpelu_forward.fn(x, alpha, beta)
-    xw = _wide(x, alpha, beta)
-    yw = _wide(y, alpha, beta) if slope_from_output else None
-    alpha_e, _ = _mpelu_exp_terms(xw, yw, alpha, beta)
-    return y, torch.where(xw > 0, 1.0, beta * alpha_e).to(x.dtype)
+    y_for_exp = y if slope_from_output else None
+    return y, _mpelu_grad_input.fn(torch.ones_like(x), x, y_for_exp, alpha, beta)
 
 
 @kernel(twin_cost=MPELU_TWIN_COST)
@@ -228,11 +226,8 @@ def _tlu_grad_input(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> to
 
 @kernel(twin_cost=TLU_TWIN_COST)
 def _tlu_value_and_slope(x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The output and dy/dx in one pass, as ``_tlu_forward`` and ``_tlu_grad_input`` with g = 1."""
-    xw = _wide(x, alpha)
-    u = _one_minus_tanh(xw.clamp(max=0))
-    y = torch.where(xw >= 0, xw, alpha * (1 - u)).to(x.dtype)
-    return y, torch.where(xw >= 0, 1.0, alpha * (u * (2 - u))).to(x.dtype)
+    """The output and dy/dx in one pass, as MPELU's (``_mpelu_value_and_slope``)."""
+    return _tlu_forward.fn(x, alpha), _tlu_grad_input.fn(torch.ones_like(x), x, alpha)
 
 
 @kernel(twin_cost=TLU_TWIN_COST)
