@@ -122,9 +122,11 @@ def _row_chunks(rows: int) -> int:
 #: How much dearer a unit's plain-autograd twin is than its compiled kernels, which moves
 #: ``auto``'s threshold down by that factor (``backend.path_for``). Forward+backward with the
 #: parameter gradients over a GRU's 50x50x128 sequence (the recompute in its backward), 2
-#: threads: MPELU's twin 2.78 ms against 1.72 compiled, PReLU's (``F.prelu``) 1.84 against 1.14;
-#: TLU's twin (1.45 against 1.86) and ELU's (``F.elu``, 0.54 against 1.04) keep the default.
-#: ELU runs MPELU's kernels, but its unit only calls them from AUTO_MIN_NUMEL up. RReLU's twin
+#: threads: MPELU's twin 2.78 ms against 1.72 compiled, PReLU's (``F.prelu``) 1.84 against 1.14.
+#: TLU's twin took 1.37 ms there against 0.53 for its kernels once these gave output and slope
+#: in one pass (``tlu_recompute``; 1.60 against 0.92 with alpha learned); ELU's (``F.elu``, 0.54
+#: against 1.04) keeps the default. ELU runs MPELU's kernels, but its unit only calls them from
+#: AUTO_MIN_NUMEL up. RReLU's twin
 #: hashes its draws in a dozen eager int32 ops: 4.97 against 1.62 ms forward+backward on a
 #: 64x32x16x16 map, and 1.41 against 0.81 on the GRU's 50x50x128 (AVX2 EPYC, 2 threads).
 MPELU_TWIN_COST = 4

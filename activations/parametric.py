@@ -59,8 +59,8 @@ class PerChannel(Activation):
     def fast_recompute(self, x: torch.Tensor) -> Recomputed:
         """``recompute`` on the fast path. This default is autograd over ``fast``; MPELU and
         TLU take their output and slope in one pass of their own kernels instead (a GRU's
-        backward, 2,500 rows of 128: 2.09 against 0.94 ms for MPELU with its parameters'
-        gradients, 2.62 against 1.01 for TLU, one thread)."""
+        backward, 2,500 rows of 128, with the parameters' gradients: MPELU 1.83 against 0.74
+        ms; TLU's twin, which it ran before, 1.37 against 0.53; AVX2 EPYC, 2 threads)."""
         return super().recompute(x)
 
     @abstractmethod
