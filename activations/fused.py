@@ -126,9 +126,9 @@ def _row_chunks(rows: int) -> int:
 #: TLU's twin took 1.37 ms there against 0.53 for its kernels once these gave output and slope
 #: in one pass (``tlu_recompute``; 1.60 against 0.92 with alpha learned); ELU's (``F.elu``, 0.54
 #: against 1.04) keeps the default. ELU runs MPELU's kernels, but its unit only calls them from
-#: AUTO_MIN_NUMEL up. RReLU's twin
-#: hashes its draws in a dozen eager int32 ops: 4.97 against 1.62 ms forward+backward on a
-#: 64x32x16x16 map, and 1.41 against 0.81 on the GRU's 50x50x128 (AVX2 EPYC, 2 threads).
+#: AUTO_MIN_NUMEL up. RReLU's twin hashes its draws in a dozen eager int32 ops: 4.97 against
+#: 1.62 ms forward+backward on a 64x32x16x16 map, and 1.41 against 0.81 on the GRU's 50x50x128
+#: (AVX2 EPYC, 2 threads).
 MPELU_TWIN_COST = 4
 PRELU_TWIN_COST = 4
 RRELU_TWIN_COST = 4
