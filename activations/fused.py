@@ -4,9 +4,9 @@ MPELU, TLU, ELU and PReLU.
 Written with torch.where/exp/tanh and left to autograd, RReLU, MPELU and TLU cost 5-8x ReLU's
 forward+backward on CPU and keep several input-sized tensors alive for backward; torch's ELU
 and PReLU (``F.elu``, ``F.prelu``) took 2.6x and 7x ReLU's time on bf16 maps on this CPU. Here
-each is an ``autograd.Function`` that saves one input-sized tensor (the input; MPELU also its
-output, which the next layer keeps anyway; RReLU its slopes) plus its parameters, computes gradients
-analytically, and runs its elementwise work as a few pure
+each is an ``autograd.Function`` that saves one input-sized tensor (the input; MPELU and TLU
+also their output, which the next layer keeps anyway; RReLU its slopes) plus its parameters,
+computes gradients analytically, and runs its elementwise work as a few pure
 :class:`~activations.backend.Kernel` functions that ``torch.compile`` fuses into one loop
 each (see ``activations.backend`` for the switch). ELU is MPELU's kernels with alpha fixed
 and beta = 1.
@@ -28,7 +28,10 @@ Choices the measurements forced (docs/papers.md §9 and our bench):
   (52.6 against 50.7 ms on a 25.2M-element bf16 map): the kernels are bound by ``exp``
   (about 20 ms per pass over that map, as long as ReLU's whole forward), not by memory. So on
   the CPU MPELU's backward takes alpha exp(beta m) from the saved output instead
-  (``_mpelu_exp_terms``): forward+backward 80.1 to 48.2 ms on that map in bf16.
+  (``_mpelu_exp_terms``): forward+backward 80.1 to 48.2 ms on that map in bf16. TLU's does
+  the same with tanh(m) = y / alpha (``_tlu_negative_slope``): its input gradient on that map
+  23.1 to 9.2 ms in bf16, 31.8 to 21.3 in fp32 (ReLU's backward 6.9 and 15.7; AVX2 EPYC, 2
+  threads, medians in one process).
 - RReLU draws its slopes from a hash of each element's position (``counter_cells``) inside
   its forward kernel and keeps them for the backward: once page faults stopped dominating
   (experiments.heap), hashing again in the backward cost more than the stored tensor.
@@ -213,6 +216,25 @@ def _one_minus_tanh(m: torch.Tensor) -> torch.Tensor:
     return 2 / (torch.exp(2 * m) + 1)
 
 
+def _tlu_tanh(x: torch.Tensor, y: torch.Tensor | None, alpha: torch.Tensor) -> torch.Tensor:
+    """tanh(m) for m = min(x, 0), from the output ``y`` when it is given, with no exp: y is
+    alpha tanh(m) for x < 0 (alpha must not be 0)."""
+    if y is None:
+        return 1 - _one_minus_tanh(x.clamp(max=0))
+    return torch.where(x < 0, y / alpha, 0.0)
+
+
+def _tlu_negative_slope(
+    x: torch.Tensor, y: torch.Tensor | None, alpha: torch.Tensor
+) -> torch.Tensor:
+    """dy/dx = alpha (1 - tanh^2 m) for x < 0; from the output y = alpha tanh(m) when it is
+    given, as alpha - y^2 / alpha, with no exp and no reciprocal of exp (alpha must not be 0)."""
+    if y is None:
+        u = _one_minus_tanh(x.clamp(max=0))  # 1 - tanh^2 = u (2 - u)
+        return alpha * (u * (2 - u))
+    return alpha - y * y / alpha
+
+
 @kernel(twin_cost=TLU_TWIN_COST)
 def _tlu_forward(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     xw = _wide(x, alpha)
@@ -220,22 +242,31 @@ def _tlu_forward(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 
 
 @kernel(twin_cost=TLU_TWIN_COST)
-def _tlu_grad_input(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def _tlu_grad_input(
+    g: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None, alpha: torch.Tensor
+) -> torch.Tensor:
     gw, xw = _wide(g, alpha), _wide(x, alpha)
-    u = _one_minus_tanh(xw.clamp(max=0))  # 1 - tanh^2 = u (2 - u)
-    return torch.where(xw >= 0, gw, gw * alpha * (u * (2 - u))).to(g.dtype)
+    yw = None if y is None else _wide(y, alpha)
+    return torch.where(xw >= 0, gw, gw * _tlu_negative_slope(xw, yw, alpha)).to(g.dtype)
 
 
 @kernel(twin_cost=TLU_TWIN_COST)
-def _tlu_value_and_slope(x: torch.Tensor, alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _tlu_value_and_slope(
+    x: torch.Tensor, alpha: torch.Tensor, slope_from_output: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The output and dy/dx in one pass, as MPELU's (``_mpelu_value_and_slope``)."""
-    return _tlu_forward.fn(x, alpha), _tlu_grad_input.fn(torch.ones_like(x), x, alpha)
+    y = _tlu_forward.fn(x, alpha)
+    y_for_slope = y if slope_from_output else None
+    return y, _tlu_grad_input.fn(torch.ones_like(x), x, y_for_slope, alpha)
 
 
 @kernel(twin_cost=TLU_TWIN_COST)
-def _tlu_grad_alpha(g: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def _tlu_grad_alpha(
+    g: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None, alpha: torch.Tensor
+) -> torch.Tensor:
     gw, xw = _wide(g, alpha), _wide(x, alpha)
-    return (gw * (1 - _one_minus_tanh(xw.clamp(max=0)))).sum(dim=(1, 3))
+    yw = None if y is None else _wide(y, alpha)
+    return (gw * _tlu_tanh(xw, yw, alpha)).sum(dim=(1, 3))
 
 
 @kernel(twin_cost=PRELU_TWIN_COST)
@@ -519,7 +550,7 @@ class _MPELU(torch.autograd.Function):
         x, y, alpha, beta = ctx.saved_tensors
         view = ChannelView(x, ctx.cdim)
         g3, x3, a, b = view.to3d(g), view.to3d(x), view.param(alpha), view.param(beta)
-        y3 = view.to3d(y) if _exp_from_output(x, alpha) else None
+        y3 = view.to3d(y) if _terms_from_output(x, alpha) else None
         gx = ga = gb = None
         with torch.autocast(x.device.type, enabled=False):
             if ctx.needs_input_grad[0]:
@@ -531,9 +562,10 @@ class _MPELU(torch.autograd.Function):
         return gx, ga, gb, None
 
 
-def _exp_from_output(x: torch.Tensor, alpha: torch.Tensor) -> bool:
-    """Whether MPELU's backward takes exp(beta m) from the saved output: on a GPU exp is free
-    and an extra read is not; an alpha of exactly 0 loses exp(beta m) from the output (y = 0)."""
+def _terms_from_output(x: torch.Tensor, alpha: torch.Tensor) -> bool:
+    """Whether MPELU's and TLU's backward take their exp terms from the saved output: on a GPU
+    exp is free and an extra read is not; an alpha of exactly 0 loses them from the output
+    (y = 0 for x < 0)."""
     return x.device.type == "cpu" and bool(alpha.ne(0).all())
 
 
@@ -556,30 +588,38 @@ def _mpelu_param_grads(
 class _TLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, x: torch.Tensor, alpha: torch.Tensor, cdim: int) -> torch.Tensor:
-        return _per_channel_forward(ctx, _tlu_forward, x, cdim, alpha)
+        # the output is kept, as MPELU's, so that the CPU backward needs no exp
+        return _per_channel_forward(ctx, _tlu_forward, x, cdim, alpha, keep_output=True)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, alpha = ctx.saved_tensors
+        x, y, alpha = ctx.saved_tensors
         view = ChannelView(x, ctx.cdim)
         g3, x3, a = view.to3d(g), view.to3d(x), view.param(alpha)
+        y3 = view.to3d(y) if _terms_from_output(x, alpha) else None
         gx = ga = None
         with torch.autocast(x.device.type, enabled=False):
             if ctx.needs_input_grad[0]:
-                gx = view.back(_tlu_grad_input(g3, x3, a))
+                gx = view.back(_tlu_grad_input(g3, x3, y3, a))
             if ctx.needs_input_grad[1]:  # alpha learnable (by default a fixed buffer)
-                ga = _tlu_alpha_grad(view, g3, x3, alpha)
+                ga = _tlu_alpha_grad(view, g3, x3, y3, alpha)
         return gx, ga, None
 
 
 def _tlu_alpha_grad(
-    view: ChannelView, g3: torch.Tensor, x3: torch.Tensor, alpha: torch.Tensor
+    view: ChannelView,
+    g3: torch.Tensor,
+    x3: torch.Tensor,
+    y3: torch.Tensor | None,
+    alpha: torch.Tensor,
 ) -> torch.Tensor:
-    """alpha's gradient from the (A, C, B) views of dL/dy and x."""
-    return view.grad_of(
-        alpha, _tlu_grad_alpha(view.chunked(g3), view.chunked(x3), view.param(alpha))
+    """alpha's gradient from the (A, C, B) views of dL/dy, x and (or None) y."""
+    chunk = view.chunked
+    sums = _tlu_grad_alpha(
+        chunk(g3), chunk(x3), None if y3 is None else chunk(y3), view.param(alpha)
     )
+    return view.grad_of(alpha, sums)
 
 
 class _PReLU(torch.autograd.Function):
@@ -633,7 +673,7 @@ def mpelu_recompute(
     autograd default's five (forward, then input gradient and sums twice over)."""
     view = ChannelView(x, channel_dim)
     x3, a, b = view.to3d(x), view.param(alpha), view.param(beta)
-    from_output = _exp_from_output(x, alpha)
+    from_output = _terms_from_output(x, alpha)
     with torch.autocast(x.device.type, enabled=False):
         y3, slope3 = _mpelu_value_and_slope(x3, a, b, from_output)
     saved_y3 = y3 if from_output else None
@@ -653,14 +693,16 @@ def tlu_recompute(
     parameter rather than a buffer)."""
     view = ChannelView(x, channel_dim)
     x3 = view.to3d(x)
+    from_output = _terms_from_output(x, alpha)
     with torch.autocast(x.device.type, enabled=False):
-        y3, slope3 = _tlu_value_and_slope(x3, view.param(alpha))
+        y3, slope3 = _tlu_value_and_slope(x3, view.param(alpha), from_output)
+    saved_y3 = y3 if from_output else None
 
     def param_grads(g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if not learned:
             return ()
         with torch.autocast(g.device.type, enabled=False):
-            return (_tlu_alpha_grad(view, view.to3d(g), x3, alpha),)
+            return (_tlu_alpha_grad(view, view.to3d(g), x3, saved_y3, alpha),)
 
     return Recomputed(view.back(y3), view.back(slope3), param_grads)
 

@@ -532,8 +532,9 @@ def test_the_default_recompute_gives_the_derivative_and_the_parameter_gradients(
         ("mpelu", {}, True),
         ("tlu", {"learnable": True}, False),
         ("tlu", {}, False),
+        ("tlu", {"learnable": True}, True),
     ],
-    ids=["mpelu", "mpelu-alpha0", "tlu-learned", "tlu-fixed"],
+    ids=["mpelu", "mpelu-alpha0", "tlu-learned", "tlu-fixed", "tlu-alpha0"],
 )
 @pytest.mark.parametrize(
     "backend_name", ["eager", pytest.param("compiled", marks=pytest.mark.slow)]
@@ -544,7 +545,7 @@ def test_fused_recompute_gives_the_bits_autograd_gives(
     """MPELU's and TLU's recompute (output and slope in one pass of their kernels) against the
     default, autograd asked twice over the same fast path: the same bits, so the GRU trains to
     the same numbers as before; and against the twin under autograd, to rounding. An alpha of 0
-    in one channel sends MPELU's slope to exp, as its backward (see the test above)."""
+    in one channel sends MPELU's and TLU's slope to exp, as their backward (see the test below)."""
     unit = _unit(name, 4, -1, **params)
     if zero_alpha:
         with torch.no_grad():
@@ -808,11 +809,15 @@ def test_compiled_fast_path_equals_its_twin(name, params):
 
 
 @pytest.mark.parametrize("backend_name", ["eager", "compiled"])
-def test_mpelu_backward_with_a_zero_alpha_takes_exp(backend_name):
-    """The CPU backward reads exp(beta m) back from the output (y = alpha (exp(beta m) - 1));
-    an alpha of 0 zeroes that output, so the backward must compute exp instead, or alpha's
-    gradient would be 0 and the unit would stay ReLU for good."""
-    unit = activations.build("mpelu", num_channels=3, alpha=0.0).double().train()
+@pytest.mark.parametrize(
+    "name,params", [("mpelu", {}), ("tlu", {"learnable": True})], ids=["mpelu", "tlu"]
+)
+def test_a_zero_alpha_sends_the_backward_to_exp(name, params, backend_name):
+    """MPELU's and TLU's CPU backward read their exp terms back from the output (MPELU's
+    y = alpha (exp(beta m) - 1), TLU's y = alpha tanh(m)); an alpha of 0 zeroes that output, so
+    the backward must compute exp instead, or alpha's gradient would be 0 (NaN for TLU) and the
+    unit would stay ReLU for good."""
+    unit = activations.build(name, num_channels=3, alpha=0.0, **params).double().train()
     with torch.no_grad():
         unit.alpha[1] = 0.5  # one channel's alpha away from 0: the whole layer takes exp
     x = _away_from_kinks((2, 3, 4, 5)) - 2

@@ -179,14 +179,20 @@ def test_training_step_reads_nothing_back(clip, tiny_config, tmp_path):
     assert math.isfinite(loss.item()) and grad_norm is not None
 
 
-@pytest.mark.parametrize("mode", [[], ["--interleave"]])
-def test_bench_train_smoke(capsys, monkeypatch, mode):
+def _bench_train(monkeypatch):
+    """scripts/bench_train.py as a module (scripts/ is not a package)."""
     spec = importlib.util.spec_from_file_location(
         "bench_train", ROOT / "scripts" / "bench_train.py"
     )
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench_train", bench)  # dataclasses look their module up
     spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.parametrize("mode", [[], ["--interleave"]])
+def test_bench_train_smoke(capsys, monkeypatch, mode):
+    bench = _bench_train(monkeypatch)
     rows = bench.main(["--quick", "--models", "nin", "chargru", "--acts", "relu", *mode])
     assert [(r.model, r.act) for r in rows] == [
         ("nin", "relu"),
@@ -201,6 +207,21 @@ def test_bench_train_smoke(capsys, monkeypatch, mode):
     assert "reference" in out and "eager" in out and "xbf16" in out
     assert "matmul peak" in out and "peak16" in out
     assert ("interleaved, median" in out) == bool(mode)
+
+
+def test_bench_train_measures_the_bf16_peak_only_when_bf16_is_asked_for(capsys, monkeypatch):
+    """Without native bf16 the bf16 peak takes minutes to time, so an fp32-only run must not
+    time it; the footer then says it was not measured rather than printing 0."""
+    bench = _bench_train(monkeypatch)
+    timed = []
+    monkeypatch.setattr(bench, "matmul_peak", lambda dtype, *a: timed.append(dtype) or 1.2)
+    monkeypatch.setattr(bench, "measure", lambda args: ([], {}))
+    bench.main(["--options", "channels_last"])
+    assert timed == [torch.float32]
+    assert "bf16 -" in capsys.readouterr().out
+    bench.main(["--options", "channels_last", "bf16"])
+    assert timed[1:] == [torch.float32, torch.bfloat16]
+    assert "fp32 1.2 GFLOP/s, bf16 1.2" in capsys.readouterr().out
 
 
 def test_rrelu_draws_leave_compiled_graphs_only_once_a_model_is_compiled(
