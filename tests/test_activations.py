@@ -849,10 +849,14 @@ def test_compiled_fast_path_equals_its_twin_in_every_layout(name, params, layout
 # Scripts
 
 
-def test_bench_smoke(capsys):
+def test_bench_smoke(capsys, monkeypatch):
     bench = _load_script("bench_activations")
+    allocator = []
+    monkeypatch.setattr(bench, "reuse_freed_memory", allocator.append)
     bench.main(["--size", "2,4,3,3", "--repeat", "1", "--backend", "eager"])
+    assert allocator == [True]  # timed as the trainer runs by default, not page-faulting
     out = capsys.readouterr().out
+    assert "reuse_freed_memory True, flush_denormal False" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
     assert set(activations.names()) <= set(lines)
     fast_table = out.split("fast path", 1)[1]
