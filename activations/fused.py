@@ -238,7 +238,7 @@ def _tlu_negative_slope(
 @kernel(twin_cost=TLU_TWIN_COST)
 def _tlu_forward(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     xw = _wide(x, alpha)
-    return torch.where(xw >= 0, xw, alpha * (1 - _one_minus_tanh(xw.clamp(max=0)))).to(x.dtype)
+    return torch.where(xw >= 0, xw, alpha * _tlu_tanh(xw, None, alpha)).to(x.dtype)
 
 
 @kernel(twin_cost=TLU_TWIN_COST)
